@@ -1,0 +1,66 @@
+"""The ``signclip`` command: one subcommand per job, each also runnable as ``python -m jobs.<name>``.
+
+    signclip import-checkpoint checkpoint_best.pt --bert bert-base-cased/ --out models/e7.2
+    signclip extract --input videos/ --output poses/
+    signclip embed --model models/e7.2 --input poses/ --output embeddings/
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import logging
+import sys
+
+# subcommand -> (module with main(argv) -> int, one-line help)
+COMMANDS: dict[str, tuple[str, str]] = {
+    "import-checkpoint": ("signclip.cli", "import a released fairseq checkpoint into the native format"),
+    "extract": ("jobs.extract", "videos -> .pose files with MediaPipe Holistic, in parallel on Ray Data"),
+    "train": ("jobs.train", "contrastive training on Ray Train"),
+    "embed": ("jobs.embed", "bulk-embed poses, videos or prompts on Ray Data"),
+    "evaluate": ("jobs.evaluate", "retrieval / recognition / few-shot metrics and plots"),
+    "search": ("jobs.search", "text-to-sign lookup over an embedded corpus"),
+    "serve": ("jobs.serve", "HTTP embedding service on Ray Serve"),
+    "submit": ("jobs.submit", "submit any job to a Ray cluster through the job API"),
+    "demo": ("jobs.demo", "the end-to-end demo on the bundled sample data"),
+}
+
+
+def import_checkpoint(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="signclip import-checkpoint", description=COMMANDS["import-checkpoint"][1])
+    parser.add_argument("checkpoint", help="the released checkpoint_best.pt")
+    parser.add_argument("--bert", required=True, help="directory of the BERT it was built from (config.json, vocab.txt)")
+    parser.add_argument("--out", required=True, help="directory to write the native model to")
+    args = parser.parse_args(argv)
+    from signclip.checkpoint import CheckpointError, from_fairseq
+
+    try:
+        model = from_fairseq(args.checkpoint, bert=args.bert)
+    except (CheckpointError, FileNotFoundError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    model.save(args.out)
+    n = sum(p.numel() for p in model.parameters())
+    print(f"wrote {args.out}: {model.cfg.feature_set}, {model.cfg.video.num_layers}+{model.cfg.text.num_layers} "
+          f"layers, hidden {model.cfg.embedding_dim}, {n / 1e6:.1f}M parameters")
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    if not argv or argv[0] in ("-h", "--help") or argv[0] not in COMMANDS:
+        width = max(map(len, COMMANDS))
+        lines = [f"  {name:<{width}}  {help_}" for name, (_, help_) in COMMANDS.items()]
+        print("usage: signclip COMMAND [options]   (signclip COMMAND --help for its options)\n\ncommands:\n"
+              + "\n".join(lines))
+        return 0 if argv and argv[0] in ("-h", "--help") else 2
+    name, rest = argv[0], argv[1:]
+    if name == "import-checkpoint":
+        return import_checkpoint(rest)
+    module = importlib.import_module(COMMANDS[name][0])
+    return int(module.main(rest) or 0)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
