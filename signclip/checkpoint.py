@@ -113,8 +113,8 @@ def minilm_dir() -> Path:
 
 def create(name_or_config: str | ModelConfig = "small", tokenizer_dir: str | os.PathLike | None = None,
            seed: int = 0, **overrides) -> SignCLIP:
-    """A new model from a preset. ``small`` starts its text tower (and the video tower's layers) from
-    the local all-MiniLM-L6-v2; others start random. The tokenizer defaults to MiniLM's vocabulary."""
+    """A new model (in eval mode) from a preset. ``small`` starts its text tower (and the video tower's
+    layers) from the local all-MiniLM-L6-v2; others start random. The tokenizer defaults to MiniLM's."""
     cfg = preset(name_or_config, **overrides) if isinstance(name_or_config, str) else name_or_config
     tokenizer = Tokenizer(tokenizer_dir or minilm_dir(), cfg.max_text_tokens)
     cfg.cls_token_id, cfg.sep_token_id, cfg.pad_token_id = tokenizer.cls_id, tokenizer.sep_id, tokenizer.pad_id
@@ -123,7 +123,7 @@ def create(name_or_config: str | ModelConfig = "small", tokenizer_dir: str | os.
     model = SignCLIP(cfg, tokenizer)
     if cfg.name == "small" and tokenizer_dir is None:
         _init_from_minilm(model)
-    return model
+    return model.eval()
 
 
 def _init_from_minilm(model: SignCLIP) -> None:

@@ -9,6 +9,7 @@ come after normalisation, and the model's long-clip policy decides it.
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Union
 
@@ -22,7 +23,7 @@ from signclip.holistic_layout import (BODY_POINTS, FACE_CONTOUR_POINTS, FACE_POI
 if TYPE_CHECKING:
     from signclip.augment import Augmentation
 
-PoseSource = Union[str, bytes, Pose]
+PoseSource = Union[str, os.PathLike, bytes, Pose]
 
 
 class PoseInputError(ValueError):
@@ -69,8 +70,8 @@ def feature_set(name: str) -> FeatureSet:
 
 def describe(source: PoseSource) -> str:
     """A short name for error messages."""
-    if isinstance(source, str):
-        return source
+    if isinstance(source, (str, os.PathLike)):
+        return os.fspath(source)
     if isinstance(source, (bytes, bytearray)):
         return f"<{len(source)} bytes>"
     return "<Pose>"
@@ -80,8 +81,8 @@ def read_pose(source: PoseSource) -> Pose:
     """A ``Pose`` from a path (local or ``s3://``), the bytes of a ``.pose`` file, or a ``Pose`` (copied)."""
     if isinstance(source, Pose):
         return Pose(header=source.header, body=source.body.copy())
-    if isinstance(source, str):
-        data = storage.read_bytes(source)
+    if isinstance(source, (str, os.PathLike)):
+        data = storage.read_bytes(os.fspath(source))
     elif isinstance(source, (bytes, bytearray, memoryview)):
         data = bytes(source)
     else:

@@ -1,0 +1,204 @@
+"""The FastAPI app: the original SignCLIP API, an OpenAI-compatible route, uploads, scoring and operations.
+
+Routes (paths relative to where the app is mounted):
+
+    GET|POST /api/embed/text   {"text": str | [str], "model_name"?}            -> {"embeddings": [[...]]}
+    GET|POST /api/embed/pose   {"pose": base64 | [base64], "model_name"?}      -> {"embeddings": [[...]]}
+    POST /v1/embeddings        {"input": str | [str], "model"?, "encoding_format"?: "float" | "base64"}
+    GET  /v1/models            the served models, OpenAI's list shape
+    POST /v1/embed/pose        multipart: file=<.pose> (repeatable), model_name?   -> {"embeddings": [[...]]}
+    POST /v1/embed/video       multipart: file=<video>, model_name?, return_pose?  -> embeddings + pose info
+    POST /score                {"pose": ..., "text": ..., "model_name"?}       -> {"scores": [[pose x text]]}
+    GET  /health  /ready  /info  /metrics
+
+The original clients send GET requests with a JSON body; both GET and POST are answered the same way.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import json
+from typing import Any
+
+import numpy as np
+from fastapi import FastAPI, Request
+from starlette.datastructures import UploadFile
+from starlette.exceptions import HTTPException
+from starlette.responses import Response
+
+from signclip.api import parsing
+from signclip.api.backend import Backend, Embedded, ExtractedPose, Rejected
+from signclip.api.errors import ApiError, bad_request, install_handlers, unprocessable
+from signclip.api.metrics import ServiceMetrics
+from signclip.api.middleware import BearerTokenMiddleware, BodyLimitMiddleware, MetricsMiddleware
+from signclip.api.settings import ServiceSettings
+
+UPLOAD_ROUTES = frozenset({"/v1/embed/pose", "/v1/embed/video"})
+
+
+def _json(payload: Any, status: int = 200) -> Response:
+    return Response(json.dumps(payload), status_code=status, media_type="application/json")
+
+
+def _rows(vectors: np.ndarray) -> list[list[float]]:
+    return np.asarray(vectors, dtype=np.float32).tolist()
+
+
+class _Service:
+    """The routes' shared logic: calling the backend and recording what it did."""
+
+    def __init__(self, backend: Backend, settings: ServiceSettings, metrics: ServiceMetrics):
+        self.backend, self.settings, self.metrics = backend, settings, metrics
+
+    async def texts(self, model: str, texts: list[str]) -> np.ndarray:
+        result = await self.backend.embed_texts(model, texts)
+        self.metrics.observe_batch("text", model, len(texts), result.batch_items)
+        return result.vectors
+
+    async def poses(self, model: str, poses: list[bytes], param: str = "pose") -> np.ndarray:
+        result = await self.backend.embed_poses(model, poses)
+        if isinstance(result, Rejected):
+            raise unprocessable(result.message, result.code, f"{param}[{result.index}]")
+        assert isinstance(result, Embedded)
+        self.metrics.observe_batch("pose", model, len(poses), result.batch_items)
+        return result.vectors
+
+    async def form(self, request: Request, max_files: int) -> Any:
+        content_type = request.headers.get("content-type", "")
+        if not content_type.startswith("multipart/form-data"):
+            raise ApiError(415, f"expected a multipart/form-data upload, got {content_type or 'no content type'!r}",
+                           "unsupported_media_type")
+        try:
+            return await request.form(max_files=max_files, max_fields=8)
+        except HTTPException as e:
+            raise bad_request(f"malformed multipart upload: {e.detail}", "invalid_multipart") from None
+
+    @staticmethod
+    def files(form: Any) -> list[UploadFile]:
+        return [v for k, v in form.multi_items() if k == "file" and isinstance(v, UploadFile)]
+
+    def model_field(self, form: Any) -> str:
+        value = form.get("model_name") or form.get("model")
+        return parsing.model_name(value if isinstance(value, str) else None, self.settings)
+
+
+def create_app(backend: Backend, settings: ServiceSettings, metrics: ServiceMetrics | None = None,
+               token: str | None = None) -> FastAPI:
+    """The API over ``backend``. ``token`` defaults to the environment variable ``settings.api_token_env``."""
+    metrics = metrics or ServiceMetrics()
+    token = token if token is not None else settings.api_token()
+    service = _Service(backend, settings, metrics)
+    app = FastAPI(title="SignCLIP embeddings", docs_url=None, redoc_url=None, openapi_url=None)
+    install_handlers(app)
+
+    @app.api_route("/api/embed/text", methods=["GET", "POST"])
+    async def embed_text(request: Request) -> Response:
+        body = await parsing.read_json(request)
+        texts = parsing.texts(body, settings)
+        model = parsing.model_name(body.get("model_name"), settings)
+        return _json({"embeddings": _rows(await service.texts(model, texts))})
+
+    @app.api_route("/api/embed/pose", methods=["GET", "POST"])
+    async def embed_pose(request: Request) -> Response:
+        body = await parsing.read_json(request)
+        poses = parsing.poses(body, settings)
+        model = parsing.model_name(body.get("model_name"), settings)
+        return _json({"embeddings": _rows(await service.poses(model, poses))})
+
+    @app.post("/v1/embeddings")
+    async def openai_embeddings(request: Request) -> Response:
+        req = parsing.openai_request(await parsing.read_json(request), settings)
+        vectors = await service.texts(req.model, req.texts)
+        if req.dimensions is not None and req.dimensions != vectors.shape[1]:
+            raise bad_request(f"dimensions {req.dimensions}: model {req.model!r} gives {vectors.shape[1]} "
+                              "(no other size is available)", "invalid_value", "dimensions")
+        data = [{"object": "embedding", "index": i,
+                 "embedding": (base64.b64encode(v.astype("<f4").tobytes()).decode() if req.encoding_format == "base64"
+                               else v.tolist())} for i, v in enumerate(vectors)]
+        tokens = sum(len(t.split()) for t in req.texts)
+        return _json({"object": "list", "data": data, "model": req.model,
+                      "usage": {"prompt_tokens": tokens, "total_tokens": tokens}})
+
+    @app.get("/v1/models")
+    async def openai_models() -> Response:
+        return _json({"object": "list", "data": [{"id": name, "object": "model", "owned_by": "signclip"}
+                                                 for name in settings.models]})
+
+    @app.post("/v1/embed/pose")
+    async def upload_poses(request: Request) -> Response:
+        form = await service.form(request, settings.max_poses)
+        files = service.files(form)
+        if not files:
+            raise bad_request("the upload has no 'file' part; send each .pose as a 'file' field", "missing_field",
+                              "file")
+        model = service.model_field(form)
+        poses = [await f.read() for f in files]
+        return _json({"embeddings": _rows(await service.poses(model, poses, param="file"))})
+
+    @app.post("/v1/embed/video")
+    async def upload_video(request: Request) -> Response:
+        if not settings.enable_video:
+            raise ApiError(404, "video extraction is not enabled on this server", "not_enabled")
+        form = await service.form(request, 1)
+        files = service.files(form)
+        if len(files) != 1:
+            raise bad_request("send exactly one video as the 'file' field", "missing_field", "file")
+        model = service.model_field(form)
+        from signclip.api.video import safe_suffix
+
+        extracted = await backend.video_to_pose(await files[0].read(), safe_suffix(files[0].filename))
+        if isinstance(extracted, Rejected):
+            raise unprocessable(extracted.message, extracted.code, "file")
+        assert isinstance(extracted, ExtractedPose)
+        vectors = await service.poses(model, [extracted.pose], param="file")
+        reply: dict[str, Any] = {"embeddings": _rows(vectors), "frames": extracted.frames, "fps": extracted.fps,
+                                 "warnings": extracted.warnings}
+        if str(form.get("return_pose", "")).lower() in ("1", "true", "yes"):
+            reply["pose"] = base64.b64encode(extracted.pose).decode()
+        return _json(reply)
+
+    @app.post("/score")
+    async def score(request: Request) -> Response:
+        body = await parsing.read_json(request)
+        poses = parsing.poses(body, settings)
+        texts = parsing.texts(body, settings)
+        model = parsing.model_name(body.get("model_name"), settings)
+        pose_vectors, text_vectors = await asyncio.gather(service.poses(model, poses), service.texts(model, texts))
+        info = (await backend.models())[model]
+        return _json({"scores": _rows(pose_vectors @ text_vectors.T), "model": model, "similarity": info.similarity})
+
+    @app.get("/health")
+    async def health() -> Response:
+        return _json({"status": "ok"})
+
+    @app.get("/ready")
+    async def ready() -> Response:
+        state = await backend.ready()
+        return _json(state, 200 if state.get("ready") else 503)
+
+    @app.get("/info")
+    async def info() -> Response:
+        from signclip.api.backend import versions
+
+        models = await backend.models()
+        return _json({"models": {name: m.to_dict() for name, m in models.items()},
+                      "default_model": settings.default_model, "video": settings.enable_video,
+                      "limits": settings.public_limits(), "versions": versions()})
+
+    @app.get("/metrics")
+    async def prometheus() -> Response:
+        return Response(metrics.render(), media_type=metrics.content_type)
+
+    routes = frozenset(getattr(r, "path", "") for r in app.routes)
+    app.add_middleware(BodyLimitMiddleware, limit_for=lambda path: settings.max_upload_bytes
+                       if path in UPLOAD_ROUTES else settings.max_body_bytes)
+    if token:
+        app.add_middleware(BearerTokenMiddleware, token=token)
+    app.add_middleware(MetricsMiddleware, metrics=metrics, routes=routes)
+    if settings.cors_origins:
+        from starlette.middleware.cors import CORSMiddleware
+
+        app.add_middleware(CORSMiddleware, allow_origins=settings.cors_origins, allow_methods=["GET", "POST"],
+                           allow_headers=["authorization", "content-type"], max_age=600)
+    return app

@@ -1,0 +1,127 @@
+"""Request bodies -> validated Python values, or an ``ApiError`` (4xx) that names the field and the problem.
+
+Poses arrive as bytes only (base64 in JSON, file contents in multipart); nothing a client sends is ever
+used as a path, so no request can make the server read a file.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import json
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, Literal
+
+from signclip.api.errors import ApiError, bad_request, unprocessable
+from signclip.api.settings import ServiceSettings
+
+if TYPE_CHECKING:
+    from starlette.requests import Request
+
+
+def _type_name(value: Any) -> str:
+    return {dict: "an object", list: "a list", str: "a string", bool: "a boolean", int: "a number",
+            float: "a number", type(None): "null"}.get(type(value), type(value).__name__)
+
+
+async def read_json(request: "Request") -> dict[str, Any]:
+    """The body as a JSON object, whatever the method (the original clients send GET with a body)."""
+    raw = await request.body()
+    if not raw.strip():
+        raise bad_request("the request has no body; expected a JSON object", "empty_body")
+    try:
+        body = json.loads(raw)
+    except json.JSONDecodeError as e:
+        raise bad_request(f"malformed JSON: {e.msg} at line {e.lineno} column {e.colno}", "malformed_json") from None
+    except UnicodeDecodeError:
+        raise bad_request("malformed JSON: the body is not UTF-8 text", "malformed_json") from None
+    except RecursionError:
+        raise bad_request("malformed JSON: nested too deeply", "malformed_json") from None
+    if not isinstance(body, dict):
+        raise bad_request(f"expected a JSON object, got {_type_name(body)}", "wrong_type")
+    return body
+
+
+def _items(body: dict[str, Any], key: str, what: str, limit: int) -> list[Any]:
+    if key not in body or body[key] is None:
+        raise bad_request(f"the body needs a '{key}' field ({what} or a list of them)", "missing_field", key)
+    value = body[key]
+    items = value if isinstance(value, list) else [value]
+    if not items:
+        raise bad_request(f"'{key}' is an empty list; send at least one item", "empty_input", key)
+    if len(items) > limit:
+        raise bad_request(f"'{key}' has {len(items)} items; at most {limit} per request", "too_many_items", key)
+    for i, item in enumerate(items):
+        if not isinstance(item, str):
+            param = f"{key}[{i}]" if isinstance(value, list) else key
+            raise bad_request(f"{param} must be {what}, got {_type_name(item)}", "wrong_type", param)
+    return items
+
+
+def texts(body: dict[str, Any], settings: ServiceSettings, key: str = "text") -> list[str]:
+    """``body[key]``: a string or a non-empty list of strings, each within ``max_text_chars``."""
+    items = _items(body, key, "a string", settings.max_items)
+    for i, text in enumerate(items):
+        if len(text) > settings.max_text_chars:
+            param = f"{key}[{i}]" if isinstance(body[key], list) else key
+            raise bad_request(f"{param} has {len(text)} characters; the limit is {settings.max_text_chars}",
+                              "text_too_long", param)
+    return items
+
+
+def decode_pose(text: str, param: str) -> bytes:
+    """The bytes of a base64 ``.pose`` (standard alphabet, line breaks allowed)."""
+    try:
+        data = base64.b64decode("".join(text.split()), validate=True)
+    except (binascii.Error, ValueError) as e:
+        raise bad_request(f"{param}: not valid base64 ({e})", "invalid_base64", param) from None
+    if not data:
+        raise unprocessable(f"{param}: empty; expected the bytes of a .pose file", "invalid_pose", param)
+    return data
+
+
+def poses(body: dict[str, Any], settings: ServiceSettings, key: str = "pose") -> list[bytes]:
+    """``body[key]``: one base64 ``.pose`` or a non-empty list of them, decoded."""
+    items = _items(body, key, "a base64-encoded .pose file", settings.max_poses)
+    listed = isinstance(body[key], list)
+    return [decode_pose(item, f"{key}[{i}]" if listed else key) for i, item in enumerate(items)]
+
+
+def model_name(value: Any, settings: ServiceSettings, param: str = "model_name") -> str:
+    """A served model's name (the default one when ``value`` is absent)."""
+    if value is None or value == "":
+        return settings.default_model
+    if not isinstance(value, str):
+        raise bad_request(f"'{param}' must be a string, got {_type_name(value)}", "wrong_type", param)
+    if value not in settings.models:
+        raise ApiError(404, f"model {value!r} is not served; available: {sorted(settings.models)}",
+                       "model_not_found", param)
+    return value
+
+
+@dataclass(frozen=True)
+class OpenAIEmbeddingRequest:
+    """A validated ``POST /v1/embeddings`` body."""
+
+    texts: list[str]
+    model: str
+    encoding_format: Literal["float", "base64"]
+    dimensions: int | None
+
+
+def openai_request(body: dict[str, Any], settings: ServiceSettings) -> OpenAIEmbeddingRequest:
+    """OpenAI's embeddings body: ``input`` (string or list of strings), ``model``, ``encoding_format``."""
+    value = body.get("input")
+    if isinstance(value, list) and value and all(isinstance(v, (int, list)) and not isinstance(v, bool)
+                                                 for v in value):
+        raise bad_request("token-id input is not supported: send text", "unsupported_input", "input")
+    items = texts(body, settings, key="input")
+    encoding = body.get("encoding_format") or "float"
+    if encoding not in ("float", "base64"):
+        raise bad_request(f"encoding_format {encoding!r}: expected 'float' or 'base64'", "invalid_value",
+                          "encoding_format")
+    dimensions = body.get("dimensions")
+    if dimensions is not None and (isinstance(dimensions, bool) or not isinstance(dimensions, int)):
+        raise bad_request(f"'dimensions' must be an integer, got {_type_name(dimensions)}", "wrong_type",
+                          "dimensions")
+    return OpenAIEmbeddingRequest(items, model_name(body.get("model"), settings, "model"), encoding, dimensions)

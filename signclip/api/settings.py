@@ -1,0 +1,133 @@
+"""What the embedding service serves and the limits it enforces: one dataclass, validated up front.
+
+Settings come from a mapping (the ``args:`` of a Serve config, or command-line flags) with the environment
+filling what the mapping leaves out:
+
+- ``SIGNCLIP_MODELS``: ``name=dir,name=dir`` when no ``models`` are given;
+- ``SIGNCLIP_CORS_ORIGINS``: comma-separated origins when no ``cors_origins`` are given;
+- the bearer token itself is never a setting: it is read from the environment variable named by
+  ``api_token_env`` (``SIGNCLIP_API_TOKEN``) where the gateway runs, so it stays out of configs and logs.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+MODELS_ENV = "SIGNCLIP_MODELS"
+CORS_ENV = "SIGNCLIP_CORS_ORIGINS"
+MiB = 1 << 20
+
+
+def parse_models(spec: str | Mapping[str, str] | list[str]) -> dict[str, str]:
+    """``{"name": dir}`` from a mapping, ``["name=dir", ...]`` or ``"name=dir,name=dir"``."""
+    if isinstance(spec, Mapping):
+        pairs = [(str(k), str(v)) for k, v in spec.items()]
+    else:
+        items = spec.split(",") if isinstance(spec, str) else list(spec)
+        pairs = []
+        for item in (i.strip() for i in items):
+            if not item:
+                continue
+            name, sep, directory = item.partition("=")
+            if not sep or not name.strip() or not directory.strip():
+                raise ValueError(f"model {item!r}: expected NAME=DIRECTORY")
+            pairs.append((name.strip(), directory.strip()))
+    models: dict[str, str] = {}
+    for name, directory in pairs:
+        if name in models:
+            raise ValueError(f"model name {name!r} is given twice")
+        models[name] = directory
+    return models
+
+
+@dataclass
+class ServiceSettings:
+    """Models by name and the request limits; the same object configures every deployment."""
+
+    models: dict[str, str] = field(default_factory=dict)  # model name -> native model directory
+    default_model: str = ""  # the model used when a request names none ("" -> "default" if listed, else the first)
+    max_items: int = 64  # texts per request (original API, /v1/embeddings, /score)
+    max_poses: int = 16  # poses per request (JSON or multipart)
+    max_text_chars: int = 1000  # characters per text; the model reads at most 61 word pieces anyway
+    max_body_bytes: int = 32 * MiB  # JSON request bodies (base64 poses included)
+    max_upload_bytes: int = 64 * MiB  # multipart uploads (.pose files, a video)
+    max_video_seconds: float = 60.0  # longest video accepted for extraction
+    enable_video: bool = True  # deploy the video -> pose extractor (MediaPipe Holistic)
+    holistic_options: dict[str, Any] = field(default_factory=dict)  # signclip.extraction.HolisticConfig fields
+    api_token_env: str = "SIGNCLIP_API_TOKEN"  # environment variable holding the bearer token ("" or unset: none)
+    cors_origins: list[str] = field(default_factory=list)  # allowed browser origins (empty: no CORS headers)
+    retry_after_s: int = 1  # Retry-After sent with 503 (overloaded / replica restarting)
+    request_timeout_s: float = 120.0  # longest wait for a model deployment's answer (504 after)
+    torch_threads: int = 0  # intra-op threads per model replica (0: the replica's CPUs, at least 1)
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.models, dict):
+            self.models = parse_models(self.models)
+        if not self.models:
+            raise ValueError(f"no models to serve: list them (name -> directory) in the config's args.models, "
+                             f"with --model NAME=DIR, or in {MODELS_ENV}=name=dir,...")
+        if not self.default_model:
+            self.default_model = "default" if "default" in self.models else next(iter(self.models))
+        if self.default_model not in self.models:
+            raise ValueError(f"default_model {self.default_model!r} is not among the models {sorted(self.models)}")
+        for name in ("max_items", "max_poses", "max_text_chars", "max_body_bytes", "max_upload_bytes"):
+            if int(getattr(self, name)) < 1:
+                raise ValueError(f"{name} must be at least 1, not {getattr(self, name)!r}")
+        if self.max_video_seconds <= 0 or self.request_timeout_s <= 0 or self.retry_after_s < 0:
+            raise ValueError("max_video_seconds and request_timeout_s must be > 0, retry_after_s >= 0")
+        if isinstance(self.cors_origins, str):
+            self.cors_origins = [o.strip() for o in self.cors_origins.split(",") if o.strip()]
+
+    @classmethod
+    def from_mapping(cls, args: Mapping[str, Any] | None = None, environ: Mapping[str, str] | None = None,
+                     base_dir: str | os.PathLike | None = None) -> "ServiceSettings":
+        """Settings from ``args`` (unknown keys are an error), the environment filling models and CORS.
+
+        Relative model directories are resolved against ``base_dir`` (the current directory by default), and
+        every directory must hold a native model (``config.json`` + ``model.safetensors``).
+        """
+        args = dict(args or {})
+        env = os.environ if environ is None else environ
+        known = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(args) - known)
+        if unknown:
+            raise ValueError(f"unknown service setting(s) {unknown}; known: {sorted(known)}")
+        if not args.get("models") and env.get(MODELS_ENV):
+            args["models"] = env[MODELS_ENV]
+        if "cors_origins" not in args and env.get(CORS_ENV):
+            args["cors_origins"] = env[CORS_ENV]
+        if "models" in args:
+            args["models"] = parse_models(args["models"])
+        settings = cls(**args)
+        settings.models = {name: resolve_model_dir(d, base_dir) for name, d in settings.models.items()}
+        return settings
+
+    def api_token(self, environ: Mapping[str, str] | None = None) -> str | None:
+        """The bearer token every route but ``/health`` requires, or None when none is set."""
+        if not self.api_token_env:
+            return None
+        return (os.environ if environ is None else environ).get(self.api_token_env) or None
+
+    def public_limits(self) -> dict[str, Any]:
+        """The limits a client may want to know (``GET /info``)."""
+        return {name: getattr(self, name) for name in ("max_items", "max_poses", "max_text_chars", "max_body_bytes",
+                                                       "max_upload_bytes", "max_video_seconds")}
+
+
+def resolve_model_dir(directory: str, base_dir: str | os.PathLike | None = None) -> str:
+    """An absolute model directory; raises ``ValueError`` unless it holds a native SignCLIP model."""
+    from signclip.checkpoint import CONFIG, WEIGHTS
+
+    path = Path(directory).expanduser()
+    if not path.is_absolute():
+        path = Path(base_dir or os.getcwd()) / path
+    path = path.resolve()
+    if not ((path / CONFIG).is_file() and (path / WEIGHTS).is_file()):
+        raise ValueError(f"model directory {directory!r} ({path}) holds no native SignCLIP model "
+                         f"(needs {CONFIG} and {WEIGHTS}; see `signclip import-checkpoint`)")
+    return str(path)

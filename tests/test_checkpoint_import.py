@@ -1,0 +1,129 @@
+"""Importing fairseq checkpoints: every problem is a CheckpointError naming the offending key or file;
+pickles are never executed; ``...embeddings.position_ids`` buffers are ignored; weights end up float32."""
+
+from __future__ import annotations
+
+import re
+
+import numpy as np
+import pytest
+import torch
+
+import signclip
+from signclip.checkpoint import CheckpointError
+from tests.fairseq_fixture import make_code_checkpoint, make_fairseq_checkpoint
+
+P = "mmmodel."
+
+
+def _load(ckpt, bert):
+    return signclip.from_fairseq(ckpt, bert=bert)
+
+
+def test_checkpoint_error_is_a_value_error():
+    assert issubclass(CheckpointError, ValueError)
+
+
+@pytest.mark.parametrize("key", ["text_encoder.encoder.layer.1.output.LayerNorm.bias",
+                                 "video_encoder.videomlp.linear2.bias",
+                                 "video_encoder.bert.embeddings.word_embeddings.weight"])
+def test_missing_key(tmp_path, key):
+    ckpt, bert = make_fairseq_checkpoint(tmp_path, drop_keys=[P + key])
+    with pytest.raises(CheckpointError, match=re.escape(key)):
+        _load(ckpt, bert)
+
+
+@pytest.mark.parametrize("key", ["video_encoder.projection.weight",
+                                 "text_encoder.cls.predictions.bias",
+                                 "video_encoder.videomlp.position_ids"])  # position_ids only under embeddings
+def test_unexpected_key(tmp_path, key):
+    ckpt, bert = make_fairseq_checkpoint(tmp_path, extra_keys={P + key: torch.zeros(32, dtype=torch.float16)})
+    with pytest.raises(CheckpointError, match=re.escape(key)):
+        _load(ckpt, bert)
+
+
+def test_key_without_mmmodel_prefix(tmp_path):
+    ckpt, bert = make_fairseq_checkpoint(tmp_path, extra_keys={"decoder.weight": torch.zeros(2, 2)})
+    with pytest.raises(CheckpointError, match=re.escape("decoder.weight")):
+        _load(ckpt, bert)
+
+
+@pytest.mark.parametrize("key, shape", [("text_encoder.encoder.layer.0.attention.self.query.bias", (31,)),
+                                        ("video_encoder.bert.encoder.layer.1.intermediate.dense.weight", (48, 32))])
+def test_wrong_shape(tmp_path, key, shape):
+    ckpt, bert = make_fairseq_checkpoint(tmp_path, bad_shapes={P + key: shape})
+    with pytest.raises(CheckpointError, match=re.escape(key)):
+        _load(ckpt, bert)
+
+
+def test_code_payload_really_runs_when_unpickled_unsafely(tmp_path):
+    """Guards the next test: the payload is live (so 'marker absent' there means it was refused)."""
+    marker = tmp_path / "pwned"
+    path = make_code_checkpoint(tmp_path / "evil.pt", marker)
+    torch.load(path, weights_only=False)
+    assert marker.exists()
+
+
+def test_pickle_carrying_code_is_refused_without_running_it(tmp_path):
+    _, bert = make_fairseq_checkpoint(tmp_path / "tiny")
+    marker = tmp_path / "pwned"
+    path = make_code_checkpoint(tmp_path / "evil_checkpoint.pt", marker)
+    with pytest.raises(CheckpointError, match="evil_checkpoint.pt"):
+        _load(path, bert)
+    assert not marker.exists(), "the checkpoint's pickled code was executed"
+
+
+def test_not_a_checkpoint(tmp_path):
+    _, bert = make_fairseq_checkpoint(tmp_path / "tiny")
+    path = tmp_path / "notes_not_a_checkpoint.pt"
+    path.write_text("just some text, not a torch file\n")
+    with pytest.raises(CheckpointError, match="notes_not_a_checkpoint.pt"):
+        _load(path, bert)
+
+
+def test_truncated_checkpoint(tmp_path):
+    ckpt, bert = make_fairseq_checkpoint(tmp_path / "tiny")
+    cut = tmp_path / "cut_checkpoint.pt"
+    cut.write_bytes(ckpt.read_bytes()[: ckpt.stat().st_size // 2])
+    with pytest.raises(CheckpointError, match="cut_checkpoint.pt"):
+        _load(cut, bert)
+
+
+def test_dict_without_model_entry(tmp_path):
+    _, bert = make_fairseq_checkpoint(tmp_path / "tiny")
+    path = tmp_path / "no_model.pt"
+    torch.save({"args": None, "cfg": {}, "extra_state": {}}, path)
+    with pytest.raises(CheckpointError, match="model"):
+        _load(path, bert)
+
+
+def test_state_dict_entry_is_accepted(tmp_path):
+    a = _load(*make_fairseq_checkpoint(tmp_path / "a", seed=3))
+    b = _load(*make_fairseq_checkpoint(tmp_path / "b", seed=3, model_key="state_dict"))
+    texts = ["<en> <ase> house"]
+    assert np.array_equal(a.embed_texts(texts), b.embed_texts(texts))
+
+
+def test_position_ids_buffers_are_ignored(tmp_path):
+    ids = torch.arange(512)[None]
+    extra = {P + "video_encoder.bert.embeddings.position_ids": ids, P + "text_encoder.embeddings.position_ids": ids}
+    plain = _load(*make_fairseq_checkpoint(tmp_path / "plain", seed=5))
+    with_ids = _load(*make_fairseq_checkpoint(tmp_path / "ids", seed=5, extra_keys=extra))
+    texts = ["<en> <ase> house", "House"]
+    assert np.array_equal(plain.embed_texts(texts), with_ids.embed_texts(texts))
+
+
+def _float_tensors(model):
+    """The model's floating-point tensors, whatever object from_fairseq returns."""
+    for obj in (model, getattr(model, "model", None), getattr(model, "module", None)):
+        if isinstance(obj, torch.nn.Module):
+            return [t for t in obj.state_dict().values() if t.is_floating_point()]
+    pytest.fail("from_fairseq returned no torch module to inspect")
+
+
+def test_fp16_weights_become_float32(tmp_path, poses_dir):
+    model = _load(*make_fairseq_checkpoint(tmp_path))
+    tensors = _float_tensors(model)
+    assert tensors and all(t.dtype == torch.float32 for t in tensors)
+    assert model.embed_texts(["house"]).dtype == np.float32
+    assert model.embed_poses([str(poses_dir / "library.pose")]).dtype == np.float32

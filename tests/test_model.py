@@ -1,0 +1,171 @@
+"""The model and the embedder: batch independence, the true-length shortcut, long clips, save/load."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import torch
+
+import signclip
+from signclip.checkpoint import CheckpointError, minilm_dir
+from signclip.embedder import Embedder, windows
+from signclip.features import collate, pose_features
+
+VALID = ["house-colin-1", "house-spreadthesign", "sad-colin", "library", "refined-face-553"]
+
+
+@pytest.fixture(scope="module")
+def tiny():
+    return signclip.create("tiny", seed=1)
+
+
+@pytest.fixture(scope="module")
+def tiny_dot():
+    return signclip.create("tiny", seed=2, similarity="dot")
+
+
+@pytest.fixture(scope="module")
+def paths(poses_dir):
+    return [str(poses_dir / f"{n}.pose") for n in VALID]
+
+
+def test_embedding_does_not_depend_on_the_batch(tiny_dot, paths):
+    together = tiny_dot.embed_poses(paths)
+    for i, p in enumerate(paths):
+        np.testing.assert_allclose(tiny_dot.embed_poses([p])[0], together[i], atol=1e-5)
+    texts = ["<en> <ase> house", "a much longer prompt with many more word pieces than the first", "sad"]
+    together = tiny_dot.embed_texts(texts)
+    for i, t in enumerate(texts):
+        np.testing.assert_allclose(tiny_dot.embed_texts([t])[0], together[i], atol=1e-5)
+
+
+def test_true_length_equals_padding_to_256(tiny_dot, paths):
+    """The shortcut (SEP at 257 without computing padding) against the reference's 258 positions."""
+    clips = [pose_features(p) for p in paths]
+    short = tiny_dot.embed_poses(paths)
+    frames, mask = collate(clips, max_frames=256)
+    with torch.no_grad():
+        padded = tiny_dot.encode_pose(torch.from_numpy(frames), torch.from_numpy(mask)).numpy()
+    np.testing.assert_allclose(short, padded, atol=1e-5)
+
+
+def test_sep_position_matters(tiny_dot, paths):
+    """Guards the shortcut: SEP at T+1 would give other numbers (what a naive implementation does)."""
+    clip = pose_features(paths[0])
+    model = tiny_dot
+    frames, mask = torch.from_numpy(clip[None]), torch.ones(1, clip.shape[0], dtype=torch.bool)
+    with torch.no_grad():
+        right = model.encode_pose(frames, mask)
+        saved = model.cfg.max_frames
+        model.cfg.max_frames = clip.shape[0]  # puts SEP at T+1
+        try:
+            wrong = model.encode_pose(frames, mask)
+        finally:
+            model.cfg.max_frames = saved
+    assert (right - wrong).abs().max() > 1e-3
+
+
+def test_long_clips_truncate_after_normalisation(tiny_dot, poses_dir):
+    clip = pose_features(str(poses_dir / "house-colin-1.pose"))
+    long_clip = np.concatenate([clip] * 4)  # 372 frames
+    emb = Embedder(tiny_dot).embed_features([long_clip])
+    np.testing.assert_allclose(emb, Embedder(tiny_dot).embed_features([long_clip[:256]]), atol=1e-6)
+
+
+def test_long_clips_window_mean(tiny_dot, poses_dir):
+    clip = pose_features(str(poses_dir / "house-colin-1.pose"))
+    long_clip = np.concatenate([clip] * 4)  # 372 frames
+    assert windows(372, 256, 128) == [(0, 256), (116, 372)]
+    assert windows(100, 256, 128) == [(0, 100)]
+    assert windows(600, 256, 128) == [(0, 256), (128, 384), (256, 512), (344, 600)]
+    embedder = Embedder(tiny_dot, long_clips="window")
+    parts = Embedder(tiny_dot).embed_features([long_clip[0:256], long_clip[116:372]])
+    np.testing.assert_allclose(embedder.embed_features([long_clip])[0], parts.mean(0), atol=1e-5)
+    very_long = np.concatenate([clip] * 20)  # 1860 frames: never a crash on length
+    assert embedder.embed_features([very_long, clip]).shape == (2, tiny_dot.cfg.embedding_dim)
+
+
+def test_cosine_models_give_unit_vectors(tiny, paths):
+    emb = tiny.embed_poses(paths)
+    np.testing.assert_allclose(np.linalg.norm(emb, axis=1), 1, atol=1e-5)
+    windowed = Embedder(tiny, long_clips="window").embed_features([np.concatenate([pose_features(paths[0])] * 3)])
+    assert np.linalg.norm(windowed) == pytest.approx(1, abs=1e-5)
+
+
+def test_embedder_rejects_bad_features(tiny):
+    with pytest.raises(ValueError, match=r"clip 0: features of shape \(0, 609\)"):
+        Embedder(tiny).embed_features([np.zeros((0, 609), np.float32)])
+    with pytest.raises(ValueError, match=r"clip 1: features of shape \(4, 63\)"):
+        Embedder(tiny).embed_features([np.zeros((4, 609), np.float32), np.zeros((4, 63), np.float32)])
+    with pytest.raises(ValueError, match="long_clips"):
+        Embedder(tiny, long_clips="crash")
+    with pytest.raises(TypeError, match="must be a str"):
+        tiny.embed_texts(["ok", 3])
+
+
+def test_empty_inputs_give_empty_arrays(tiny):
+    assert tiny.embed_poses([]).shape == (0, 32)
+    assert tiny.embed_texts([]).shape == (0, 32)
+
+
+def test_bf16_stays_close(tiny, paths):
+    full = tiny.embed_poses(paths)
+    low = tiny.embed_poses(paths, precision="bf16")
+    assert np.abs(full - low).max() < 0.05
+
+
+def test_save_load_round_trip(tiny, paths, tmp_path):
+    tiny.save(tmp_path / "m")
+    loaded = signclip.load(tmp_path / "m")
+    assert loaded.cfg == tiny.cfg
+    np.testing.assert_array_equal(loaded.embed_poses(paths), tiny.embed_poses(paths))
+    np.testing.assert_array_equal(loaded.embed_texts(["<en> <ase> house"]), tiny.embed_texts(["<en> <ase> house"]))
+
+
+def test_load_reports_missing_and_unexpected_tensors(tiny, tmp_path):
+    from safetensors.torch import load_file, save_file
+
+    tiny.save(tmp_path / "m")
+    weights = load_file(str(tmp_path / "m" / "model.safetensors"))
+    weights.pop("text_encoder.encoder.layer.1.output.dense.bias")
+    weights["video_encoder.extra.weight"] = torch.zeros(2)
+    save_file(weights, str(tmp_path / "m" / "model.safetensors"))
+    with pytest.raises(CheckpointError, match=r"missing keys: text_encoder.encoder.layer.1.output.dense.bias.*"
+                                              r"unexpected keys: video_encoder.extra.weight"):
+        signclip.load(tmp_path / "m")
+
+
+def test_load_refuses_other_directories(tmp_path):
+    with pytest.raises(CheckpointError, match="not a SignCLIP model directory"):
+        signclip.load(tmp_path)
+    (tmp_path / "config.json").write_text(json.dumps({"format": "other"}))
+    (tmp_path / "model.safetensors").write_bytes(b"")
+    with pytest.raises(CheckpointError, match="format 'other'"):
+        signclip.load(tmp_path)
+
+
+def test_small_text_tower_is_minilm(tmp_path):
+    """Our BERT against Hugging Face's on the real MiniLM weights (a second implementation)."""
+    from transformers import AutoModel
+
+    small = signclip.create("small")
+    hf = AutoModel.from_pretrained(str(minilm_dir())).eval()
+    ids, mask = small.tokenizer.batch(small.tokenizer.ids(["<en> <ase> house", "a sign for library"]))
+    with torch.no_grad():
+        hidden = hf(input_ids=torch.from_numpy(ids), attention_mask=torch.from_numpy(mask).long()).last_hidden_state
+    pool = torch.from_numpy(mask).float()
+    pool[:, 0] = 0
+    expected = torch.nn.functional.normalize((hidden * pool[..., None]).sum(1) / pool.sum(1, keepdim=True), dim=-1)
+    np.testing.assert_allclose(small.embed_texts(["<en> <ase> house", "a sign for library"]), expected.numpy(),
+                               atol=1e-5)
+
+
+def test_presets_and_overrides():
+    assert signclip.preset("e7.2").feature_dim == 609 and signclip.preset("e7.2").embedding_dim == 768
+    assert signclip.preset("tiny", feature_set="right_hand").feature_dim == 63
+    with pytest.raises(ValueError, match="unknown model preset"):
+        signclip.preset("huge")
+    with pytest.raises(ValueError, match="must share the embedding space"):
+        signclip.ModelConfig(video=signclip.TowerConfig(hidden_size=64))
