@@ -32,15 +32,17 @@ def gather_with_grad(x: torch.Tensor) -> torch.Tensor:
 
 
 class ContrastiveLoss(nn.Module):
-    def __init__(self, mode: LossMode = "reference"):
+    def __init__(self, mode: LossMode = "reference", distributed: bool = True):
         super().__init__()
         if mode not in ("reference", "clip"):
             raise ValueError(f"loss mode {mode!r}: expected 'reference' or 'clip'")
         self.mode = mode
+        self.distributed = distributed  # False: this worker's batch only (e.g. validation on one rank)
 
     def forward(self, video: torch.Tensor, text: torch.Tensor, scale: torch.Tensor | None = None) -> torch.Tensor:
         """``video``, ``text``: this worker's [B, E] embeddings, row i of each a positive pair."""
-        video, text = gather_with_grad(video), gather_with_grad(text)
+        if self.distributed:
+            video, text = gather_with_grad(video), gather_with_grad(text)
         logits = video @ text.T
         if self.mode == "clip":
             if scale is None:

@@ -129,3 +129,12 @@ def expand(pattern: str, suffixes: tuple[str, ...]) -> list[str]:
         raise FileNotFoundError(f"{pattern}: no such file or directory")
     found = [f for f in found if f.lower().endswith(suffixes) and not fs.isdir(f)]
     return sorted(scheme + f if scheme else f for f in found)
+
+
+def put_dir(local_dir: str, target: str) -> None:
+    """Copy a local directory's files to ``target`` (local or remote), replacing files of the same name."""
+    for root, _, files in os.walk(local_dir):
+        for name in files:
+            rel = os.path.relpath(os.path.join(root, name), local_dir).replace(os.sep, "/")
+            with open(os.path.join(root, name), "rb") as f:
+                write_bytes_atomic(join(target, rel), f.read())

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 from pathlib import Path
 
 import numpy as np
@@ -36,6 +35,7 @@ class Tokenizer:
         config = json.loads(config_file.read_text()) if config_file.is_file() else {}
         lower = config.get("do_lower_case")
         self.lower_case = (not _is_cased(vocab)) if lower is None else bool(lower)
+        self._vocab_text = vocab.read_text(encoding="utf-8")  # kept: the source directory may go away
         self._tok = BertWordPieceTokenizer(str(vocab), lowercase=self.lower_case,
                                            strip_accents=config.get("strip_accents"))
         self.max_tokens = max_tokens
@@ -60,10 +60,10 @@ class Tokenizer:
         return out, mask
 
     def save(self, directory: str | os.PathLike) -> None:
-        """Copy the vocabulary, writing the lower-casing decision explicitly."""
+        """Write the vocabulary and the lower-casing decision (explicitly, so loading never guesses)."""
         target = Path(directory)
         target.mkdir(parents=True, exist_ok=True)
-        shutil.copyfile(self.directory / "vocab.txt", target / "vocab.txt")
+        (target / "vocab.txt").write_text(self._vocab_text, encoding="utf-8")
         (target / "tokenizer_config.json").write_text(json.dumps(
             {"do_lower_case": self.lower_case, "tokenizer_class": "BertTokenizer",
              "model_max_length": self.max_tokens + 2}, indent=2))

@@ -1,0 +1,185 @@
+"""Training on Ray Train: it learns from real poses, 2 workers == 1 worker, resume, a killed worker."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pandas as pd
+import pytest
+from pose_format import Pose
+
+import signclip
+from signclip.augment import Augmentation
+from signclip.extraction import pose_to_bytes
+from signclip.holistic_layout import holistic_module
+from jobs import train
+
+pytestmark = pytest.mark.ray
+
+GLOSSES = {"house-colin-1": "house", "house-spreadthesign": "house", "sad-colin": "sad", "library": "library"}
+
+
+def _video_pose(path: Path) -> Pose:
+    capture = cv2.VideoCapture(str(path))
+    fps = capture.get(cv2.CAP_PROP_FPS)
+    frames = []
+    while True:
+        ok, frame = capture.read()
+        if not ok:
+            break
+        frames.append(cv2.cvtColor(frame, cv2.COLOR_BGR2RGB))
+    h, w = frames[0].shape[:2]
+    return holistic_module().load_holistic(frames, fps=fps, width=w, height=h, progress=False,
+                                           additional_holistic_config={"model_complexity": 1})
+
+
+@pytest.fixture(scope="module")
+def sources(poses_dir, videos_dir, tmp_path_factory) -> dict[str, tuple[str, str]]:
+    """name -> (pose path, gloss): the 4 labelled real poses and 2 poses extracted from the real videos."""
+    out = {name: (str(poses_dir / f"{name}.pose"), gloss) for name, gloss in GLOSSES.items()}
+    folder = tmp_path_factory.mktemp("video-poses")
+    for video, gloss in [("test_video", "test video"), ("sample_video", "sample video")]:
+        target = folder / f"{video}.pose"
+        target.write_bytes(pose_to_bytes(_video_pose(videos_dir / f"{video}.mp4")))
+        out[video] = (str(target), gloss)
+    return out
+
+
+def _manifest(rows: list[tuple[str, str]], path: Path) -> str:
+    pd.DataFrame([{"pose": p, "gloss": g, "sign_language": "ase"} for p, g in rows]).to_csv(path, index=False)
+    return str(path)
+
+
+def _augmented_copies(sources, folder: Path, copies: int, seed: int) -> list[tuple[str, str]]:
+    """Different augmented copies of every source, written as .pose files (the validation set)."""
+    folder.mkdir(parents=True, exist_ok=True)
+    aug = Augmentation(temporal_std=0.15, rotation_std=0.1, shear_std=0.1, scale_std=0.1)
+    rows = []
+    for name, (path, gloss) in sources.items():
+        for k in range(copies):
+            pose = aug(Pose.read(Path(path).read_bytes()), np.random.default_rng([seed, k, len(rows)]))
+            target = folder / f"{name}-{k}.pose"
+            target.write_bytes(pose_to_bytes(pose))
+            rows.append((str(target), gloss))
+    return rows
+
+
+def _history(run: Path) -> list[dict]:
+    return [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
+
+
+@pytest.mark.timeout(600)
+def test_learns_real_signs(ray_local, sources, tmp_path):
+    train_rows = [(p, g) for p, g in sources.values()] * 12
+    val_rows = _augmented_copies(sources, tmp_path / "val", copies=2, seed=99)
+    run = tmp_path / "run"
+    code = train.main(["--train", _manifest(train_rows, tmp_path / "train.csv"),
+                       "--val", _manifest(val_rows, tmp_path / "val.csv"), "--out", str(run),
+                       "--preset", "tiny", "--epochs", "8", "--batch-size", "5", "--unique-texts",
+                       "--lr", "2e-3", "--warmup-steps", "10", "--rotation-std", "0.1", "--shear-std", "0.1",
+                       "--scale-std", "0.1", "--noise-std", "0.005", "--workers", "1", "--cpus-per-worker", "1"])
+    assert code == 0
+    history = _history(run)
+    final = [h for h in history if "val_R@1" in h][-1]
+    assert final["val_R@1"] >= 0.9, history
+    for name in ("metrics.csv", "metrics.json", "curves.png", "best/model.safetensors"):
+        assert (run / name).exists(), name
+    best = signclip.load(run / "best")  # the native format opens directly
+    emb = best.embed_poses([val_rows[0][0]])
+    assert emb.shape == (1, best.cfg.embedding_dim)
+
+
+def _equivalence_run(sources, tmp_path: Path, workers: int) -> tuple[list[float], np.ndarray]:
+    rows = [(p, g) for p, g in sources.values()] * 2
+    run = tmp_path / f"run{workers}"
+    code = train.main(["--train", _manifest(rows, tmp_path / "train.csv"), "--val", _manifest(rows[:4], tmp_path / "val.csv"),
+                       "--out", str(run), "--preset", "tiny", "--epochs", "1", "--batch-size", "4", "--lr", "1e-3",
+                       "--warmup-steps", "1", "--dropout", "0", "--temporal-std", "0", "--checkpoint-every", "1",
+                       "--workers", str(workers), "--cpus-per-worker", "0.5"])
+    assert code == 0
+    losses = [h["train_loss"] for h in _history(run) if "val_loss" not in h]
+    weights = signclip.load(run / "best").video_encoder.videomlp.linear1.weight.detach().numpy()
+    return losses, weights
+
+
+@pytest.mark.timeout(600)
+def test_two_workers_train_like_one(ray_local, sources, tmp_path):
+    one_losses, one_weights = _equivalence_run(sources, tmp_path, 1)
+    two_losses, two_weights = _equivalence_run(sources, tmp_path, 2)
+    assert len(one_losses) == len(two_losses) == 3
+    np.testing.assert_allclose(two_losses, one_losses, rtol=1e-4)  # the same global batches and gradients
+    np.testing.assert_allclose(two_weights, one_weights, atol=1e-5)
+
+
+def _train_args(sources, tmp_path: Path, epochs: int) -> list[str]:
+    rows = [(p, g) for p, g in sources.values()] * 4
+    return ["--train", _manifest(rows, tmp_path / "train.csv"), "--val", _manifest(rows[:6], tmp_path / "val.csv"),
+            "--out", str(tmp_path / "run"), "--preset", "tiny", "--epochs", str(epochs), "--batch-size", "4",
+            "--checkpoint-every", "2", "--workers", "2", "--cpus-per-worker", "0.5", "--max-failures", "2"]
+
+
+@pytest.mark.timeout(600)
+def test_rerun_resumes_from_latest_checkpoint(ray_local, sources, tmp_path):
+    """A driver killed mid-run; the same command again continues at the checkpointed step."""
+    args = _train_args(sources, tmp_path, epochs=3)
+    env = dict(os.environ, RAY_ADDRESS=ray_local.get_runtime_context().gcs_address)
+    proc = subprocess.Popen([sys.executable, "-m", "jobs.train", *args], env=env,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    run = tmp_path / "run"
+    deadline = time.monotonic() + 300
+    while not (run / "metrics.jsonl").exists() or len(_history(run)) < 3:
+        assert proc.poll() is None and time.monotonic() < deadline, "the first run ended before a checkpoint"
+        time.sleep(0.5)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    assert train.main(args) == 0
+    steps = [h["step"] for h in _history(run)]
+    # a restart from scratch would log steps 1, 2, ... again after the first run's rows
+    assert all(b > a for a, b in zip(steps, steps[1:])), steps
+    assert steps[-1] == 3 * (24 // 4)  # every planned step of the 3 epochs
+
+
+def _train_worker_pids() -> list[int]:
+    """Processes running a Ray Train worker (Ray names them ``ray::RayTrainWorker...``)."""
+    import psutil
+
+    found = []
+    for proc in psutil.process_iter(["cmdline"]):
+        cmdline = " ".join(proc.info["cmdline"] or [])
+        if cmdline.startswith("ray::RayTrainWorker"):
+            found.append(proc.pid)
+    return found
+
+
+@pytest.mark.timeout(600)
+def test_killed_worker_recovers(ray_local, sources, tmp_path):
+    """SIGKILL one training worker mid-run: Ray Train restarts the group from the latest checkpoint."""
+    args = _train_args(sources, tmp_path, epochs=4)
+    result: dict = {}
+    thread = threading.Thread(target=lambda: result.setdefault("code", train.main(args)))
+    thread.start()
+    run = tmp_path / "run"
+    killed = None
+    deadline = time.monotonic() + 300
+    while killed is None and time.monotonic() < deadline and thread.is_alive():
+        if (run / "metrics.jsonl").exists() and len(_history(run)) >= 2:
+            pids = _train_worker_pids()
+            if pids:
+                killed = pids[-1]
+                os.kill(killed, signal.SIGKILL)
+        time.sleep(0.3)
+    thread.join(timeout=500)
+    assert killed is not None, "no worker was killed"
+    assert result.get("code") == 0
+    steps = [h["step"] for h in _history(run)]
+    assert all(b > a for a, b in zip(steps, steps[1:])), steps
+    assert steps[-1] == 4 * (24 // 4)
