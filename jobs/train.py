@@ -30,6 +30,7 @@ import pandas as pd
 from signclip import storage
 from signclip.augment import Augmentation
 from signclip.pairs import read_pairs
+from signclip.recipes import RECIPES, recipe
 from signclip.train_data import decode_frames, featurize_rows
 from signclip.training import TrainConfig
 
@@ -42,10 +43,16 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--train", required=True, help="training manifest (Parquet/CSV, local or s3://)")
     p.add_argument("--val", required=True, help="validation manifest")
     p.add_argument("--out", required=True, help="run directory (local or s3://); rerun to resume")
+    p.add_argument("--recipe", choices=sorted(RECIPES), help="one of the paper's configurations: sets the "
+                   "defaults of the options below (explicit options still win)")
     model = p.add_argument_group("model")
     model.add_argument("--preset", default="small", help="preset of a new model (default: small)")
     model.add_argument("--init", help="a native model directory to fine-tune (e.g. an imported SignCLIP)")
+    model.add_argument("--bert", help="a local BERT directory to start the towers from (default: the preset's)")
     model.add_argument("--feature-set", help="override the preset's feature set")
+    model.add_argument("--video-layers", type=int, help="override the preset's video-tower depth")
+    model.add_argument("--prompt-template", help='build prompts from gloss columns with a sentence, e.g. '
+                       '\'Sign the sign "{gloss}" in {language}.\' (default: "<en> <ase> gloss")')
     model.add_argument("--dropout", type=float, help="override the towers' dropout")
     opt = p.add_argument_group("optimisation (defaults: the reference's)")
     opt.add_argument("--epochs", type=int, default=25)
@@ -73,12 +80,17 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     ray_.add_argument("--keep-checkpoints", type=int, default=2)
     ray_.add_argument("--max-failures", type=int, default=3, help="worker-group restarts before giving up")
     ray_.add_argument("--address", help="Ray address (default: a local Ray, or the one already running)")
-    return p.parse_args(argv)
+    first = p.parse_args(argv)
+    if first.recipe:
+        p.set_defaults(**recipe(first.recipe).train_defaults())
+        return p.parse_args(argv)
+    return first
 
 
 def train_config(args: argparse.Namespace) -> TrainConfig:
     return TrainConfig(
-        preset=args.preset, init=args.init, feature_set=args.feature_set, epochs=args.epochs,
+        preset=args.preset, init=args.init, feature_set=args.feature_set, video_layers=args.video_layers,
+        bert=args.bert, epochs=args.epochs,
         global_batch_size=args.batch_size, lr=args.lr, weight_decay=args.weight_decay,
         warmup_steps=args.warmup_steps, clip_grad_norm=args.clip_grad_norm, loss=args.loss,
         unique_texts=args.unique_texts, seed=args.seed, checkpoint_every=args.checkpoint_every,
@@ -94,8 +106,10 @@ def _new_model(cfg: TrainConfig):
     if cfg.init:
         model = signclip.load(cfg.init)
     else:
-        overrides: dict[str, Any] = {"feature_set": cfg.feature_set} if cfg.feature_set else {}
-        model = signclip.create(cfg.preset, seed=cfg.seed, **overrides)
+        model_cfg = signclip.preset(cfg.preset, **({"feature_set": cfg.feature_set} if cfg.feature_set else {}))
+        if cfg.video_layers:
+            model_cfg.video.num_layers = cfg.video_layers
+        model = signclip.create(model_cfg, bert=cfg.bert, seed=cfg.seed)
     if cfg.dropout is not None:
         for module in model.modules():
             if hasattr(module, "dropout_p"):
@@ -277,7 +291,8 @@ def main(argv: list[str] | None = None) -> int:
 
     cfg = train_config(args)
     try:
-        train_pairs, val_pairs = read_pairs(args.train), read_pairs(args.val)
+        train_pairs = read_pairs(args.train, prompt_template=args.prompt_template)
+        val_pairs = read_pairs(args.val, prompt_template=args.prompt_template)
     except (ValueError, FileNotFoundError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2

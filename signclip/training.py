@@ -30,6 +30,8 @@ class TrainConfig:
     preset: str = "small"  # model preset for a new model (see signclip.config.PRESETS)
     init: str | None = None  # a native model directory to fine-tune instead of a new model
     feature_set: str | None = None  # override the preset's feature set (new models only)
+    video_layers: int | None = None  # override the preset's video-tower depth (new models only)
+    bert: str | None = None  # local BERT directory to start the towers from (default: the preset's)
     epochs: int = 25
     global_batch_size: int = 32  # across all workers; the reference used 448 on one GPU
     lr: float = 5e-5
