@@ -123,6 +123,8 @@ def create(name_or_config: str | ModelConfig = "small", bert: str | os.PathLike 
     cfg = preset(name_or_config, **overrides) if isinstance(name_or_config, str) else name_or_config
     if bert is None and cfg.name == "small":
         bert = minilm_dir()
+    if bert is not None and not (Path(bert) / WEIGHTS).is_file():
+        raise CheckpointError(f"{bert}: no {WEIGHTS} (a BERT to initialise the towers from)")
     tokenizer = Tokenizer(bert or minilm_dir(), cfg.max_text_tokens)
     cfg.cls_token_id, cfg.sep_token_id, cfg.pad_token_id = tokenizer.cls_id, tokenizer.sep_id, tokenizer.pad_id
     cfg.video.vocab_size = cfg.text.vocab_size = tokenizer.vocab_size
@@ -136,8 +138,6 @@ def create(name_or_config: str | ModelConfig = "small", bert: str | os.PathLike 
 def _init_from_bert(model: SignCLIP, bert: Path) -> None:
     from safetensors.torch import load_file
 
-    if not (bert / WEIGHTS).is_file():
-        raise CheckpointError(f"{bert}: no {WEIGHTS} (a BERT to initialise the towers from)")
     weights = {k.removeprefix("bert."): v for k, v in load_file(str(bert / WEIGHTS)).items()
                if not (k.endswith("position_ids") or "pooler." in k or k.startswith("cls."))}
     try:

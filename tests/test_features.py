@@ -161,3 +161,21 @@ def test_collate_pads_and_masks():
     assert np.all(frames[0, 3:] == 0)
     frames, mask = collate([a, b], max_frames=4)
     assert frames.shape == (2, 4, 2) and mask[1].all()
+
+
+def test_islr_face_set_has_the_papers_151_points(poses_dir):
+    x = pose_features(str(poses_dir / "house-colin-1.pose"), "islr_face")
+    assert FEATURE_SETS["islr_face"].num_points == 151 and x.shape[1] == 453
+    full = pose_features(str(poses_dir / "house-colin-1.pose"), "full_body")
+    np.testing.assert_array_equal(x[:, -126:], full[:, -126:])  # the same normalised hands
+
+
+def test_hand_3d_normalisation_is_canonical(poses_dir):
+    x = pose_features(str(poses_dir / "house-colin-1.pose"), "right_hand_3d").reshape(-1, 21, 3)
+    seen = np.abs(x).sum(axis=(1, 2)) > 0
+    assert seen.sum() > 10 and np.isfinite(x).all()
+    np.testing.assert_allclose(x[seen, 0], 0, atol=1e-4)  # the wrist at the origin in every frame
+    # frames differ in hand position and size before, not after: the wrist-to-middle-MCP length is constant
+    lengths = np.linalg.norm(x[seen, 9] - x[seen, 0], axis=-1)
+    assert lengths.std() < 1e-3 * lengths.mean()
+    assert np.all(pose_features(str(poses_dir / "library.pose"), "right_hand_3d") == 0)  # never seen

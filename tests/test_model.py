@@ -169,3 +169,31 @@ def test_presets_and_overrides():
         signclip.preset("huge")
     with pytest.raises(ValueError, match="must share the embedding space"):
         signclip.ModelConfig(video=signclip.TowerConfig(hidden_size=64))
+
+
+def test_towers_start_from_a_local_bert(tmp_path):
+    tiny_from_minilm = signclip.preset("tiny")
+    with pytest.raises(CheckpointError, match="wrong shapes.*does the preset's tower size match"):
+        signclip.create(tiny_from_minilm, bert=minilm_dir())
+    with pytest.raises(CheckpointError, match="no model.safetensors"):
+        signclip.create("tiny", bert=tmp_path)
+    cfg = signclip.preset("small")
+    cfg.video.num_layers = 2
+    model = signclip.create(cfg, bert=minilm_dir())
+    small = signclip.create("small")
+    for name, value in small.text_encoder.state_dict().items():
+        torch.testing.assert_close(model.text_encoder.state_dict()[name], value)
+    assert len(model.video_encoder.bert.encoder.layer) == 2
+    torch.testing.assert_close(model.video_encoder.bert.encoder.layer[1].output.dense.weight,
+                               small.text_encoder.encoder.layer[1].output.dense.weight)
+
+
+def test_recipes_fill_training_defaults():
+    from jobs.train import parse_args
+
+    args = parse_args(["--train", "t.csv", "--val", "v.csv", "--out", "r", "--recipe", "fingerclip"])
+    assert args.feature_set == "right_hand" and args.unique_texts and args.rotation_std == 0.2
+    assert args.prompt_template == "Fingerspell the letter {gloss} in {language}."
+    args = parse_args(["--train", "t.csv", "--val", "v.csv", "--out", "r", "--recipe", "islr-v0",
+                       "--batch-size", "8"])
+    assert args.feature_set == "islr_face" and args.batch_size == 8 and args.temporal_std == 0.0
