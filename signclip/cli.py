@@ -15,6 +15,7 @@ import sys
 # subcommand -> (module with main(argv) -> int, one-line help)
 COMMANDS: dict[str, tuple[str, str]] = {
     "import-checkpoint": ("signclip.cli", "import a released fairseq checkpoint into the native format"),
+    "manifest": ("jobs.manifest", "dataset as published -> train/val/test manifests"),
     "extract": ("jobs.extract", "videos -> .pose files with MediaPipe Holistic, in parallel on Ray Data"),
     "train": ("jobs.train", "contrastive training on Ray Train"),
     "embed": ("jobs.embed", "bulk-embed poses, videos or prompts on Ray Data"),

@@ -92,6 +92,14 @@ def read_pose(source: PoseSource) -> Pose:
     """A ``Pose`` from a path (local or ``s3://``), the bytes of a ``.pose`` file, or a ``Pose`` (copied)."""
     if isinstance(source, Pose):
         return Pose(header=source.header, body=source.body.copy())
+    if isinstance(source, (str, os.PathLike)) and os.fspath(source).lower().endswith(".parquet"):
+        # Google's ASL Signs landmark files: one row per frame x landmark, same Holistic points
+        from signclip.datasets.google_parquet import google_parquet_to_pose
+
+        try:
+            return google_parquet_to_pose(os.fspath(source))
+        except ValueError as e:
+            raise PoseInputError(f"{describe(source)}: {e}") from e
     if isinstance(source, (str, os.PathLike)):
         data = storage.read_bytes(os.fspath(source))
     elif isinstance(source, (bytes, bytearray, memoryview)):
