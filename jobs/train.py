@@ -29,9 +29,10 @@ import pandas as pd
 
 from signclip import storage
 from signclip.augment import Augmentation
+from signclip.batching import plan_epoch
 from signclip.pairs import read_pairs
 from signclip.recipes import RECIPES, recipe
-from signclip.train_data import decode_frames, featurize_rows
+from signclip.train_data import decode_frames, featurize_rows, row_blocks
 from signclip.training import TrainConfig
 
 log = logging.getLogger("jobs.train")
@@ -137,7 +138,7 @@ def train_loop(config: dict[str, Any]) -> None:
     import torch
 
     import signclip
-    from signclip.batching import plan_epoch, shard
+    from signclip.batching import shard
     from signclip.training import Stepper, batch_tensors, load_train_state, loss_for, make_optimizer, \
         save_checkpoint, validate
 
@@ -197,7 +198,7 @@ def train_loop(config: dict[str, Any]) -> None:
         start = progress["batch_in_epoch"] if epoch == progress["epoch"] else 0
         mine = np.concatenate([shard(b, rank, world) for b in plan[start:]]) if plan[start:] else np.array([], int)
         rows = train_pairs.iloc[mine][["pose", "text"]].assign(row=mine).reset_index(drop=True)
-        stream = ray.data.from_pandas(rows).map_batches(
+        stream = ray.data.from_blocks(row_blocks(rows, local_batch)).map_batches(
             featurize_rows, batch_size=local_batch, num_cpus=config["data_cpus"],
             fn_kwargs=dict(feature_set=model.cfg.feature_set, augment=dataclasses.asdict(cfg.augment),
                            seed=cfg.seed, epoch=epoch))
@@ -237,7 +238,7 @@ def check_inputs(pairs: pd.DataFrame, feature_set: str, data_cpus: float) -> tup
     import ray.data
 
     rows = pairs[["pose", "text"]].assign(row=np.arange(len(pairs)))
-    out = ray.data.from_pandas(rows).map_batches(
+    out = ray.data.from_blocks(row_blocks(rows, 64)).map_batches(
         featurize_rows, batch_size=64, num_cpus=data_cpus,
         fn_kwargs=dict(feature_set=feature_set, augment=None, seed=0, epoch=0)).to_pandas()
     out = out.sort_values("row").reset_index(drop=True)
@@ -318,6 +319,13 @@ def main(argv: list[str] | None = None) -> int:
               f"{len(val_ok)} usable validation rows; see {storage.join(args.out, 'rejected.csv')}", file=sys.stderr)
         return 2
     kept = train_pairs.iloc[train_ok["row"].to_numpy()].reset_index(drop=True)
+    try:  # the workers plan the same way: a plan that cannot be made fails here, before they start
+        if cfg.global_batch_size % args.workers:
+            raise ValueError(f"batch size {cfg.global_batch_size} does not split over {args.workers} workers")
+        plan_epoch(kept["text"].tolist(), cfg.global_batch_size, cfg.seed, 0, cfg.unique_texts)
+    except ValueError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
     val_kept = val_pairs.iloc[val_ok["row"].to_numpy()].reset_index(drop=True)
     val_features = {"frames": val_ok["frames"].to_numpy(), "length": val_ok["length"].to_numpy()}
 

@@ -65,3 +65,12 @@ class Augmentation:
 # The reference's E7.2 training augmentation, and the fingerspelling model's (augment2d).
 TEMPORAL = Augmentation(temporal_std=0.2)
 AFFINE2D = Augmentation(temporal_std=0.0, rotation_std=0.2, shear_std=0.2, scale_std=0.2)
+
+
+def augmented_copies(pose: Pose, copies: int, seed: int, augmentation: Augmentation) -> list[Pose]:
+    """``copies`` independently augmented copies of ``pose`` (raw coordinates: the result is a new clip)."""
+    out = []
+    for k in range(copies):
+        copy = Pose(header=pose.header, body=pose.body.copy())
+        out.append(augmentation(copy, np.random.default_rng([seed, k])))
+    return out

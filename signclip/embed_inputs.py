@@ -5,7 +5,7 @@ Inputs (local or ``s3://``):
 - a ``.pose`` or video file, a folder (searched recursively) or a glob: ids are the paths relative to the
   input's root, without suffix (``poses/a/b.pose`` under ``poses`` -> ``a/b``);
 - a manifest (Parquet/CSV, see :mod:`signclip.manifest`) with a path column and optionally ``id``, ``text``,
-  ``gloss``, ``language``, ``split`` (carried into the output); relative paths are relative to the manifest;
+  ``gloss``, ``sign_language`` (or ``language``), ``split`` (carried into the output); relative paths are relative to the manifest;
 - prompts: a text file with one prompt per line, or a manifest's text column; a prompt's id is
   ``text-`` + a hash of the prompt, so reordering the file does not change ids and duplicates collapse.
 """
@@ -122,6 +122,8 @@ def from_manifest(path: str, path_column: str = "path", id_column: str = "id",
     items = []
     for i, row in enumerate(table.to_dict("records")):
         meta = {c: cell(row, c) for c in METADATA_COLUMNS}
+        # training manifests and the dataset adapters name the sign language `sign_language`
+        meta["language"] = meta["language"] or cell(row, "sign_language")
         where = f"{path} row {i + 1}"
         if text_column:
             prompt = cell(row, text_column)

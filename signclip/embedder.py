@@ -23,6 +23,7 @@ if TYPE_CHECKING:
     from signclip.model import SignCLIP
 
 LongClips = Literal["truncate", "window"]
+PAD_SLACK = 16  # padding positions a batch may always add to its shortest item, whatever ``max_padding``
 
 
 def windows(length: int, size: int, stride: int) -> list[tuple[int, int]]:
@@ -39,10 +40,13 @@ class Embedder:
     """Embeds with ``model`` in eval mode under ``torch.inference_mode``.
 
     ``max_batch_frames`` bounds a batch's padded size (items x longest length), which bounds memory
-    whatever the clip lengths; ``max_batch_size`` bounds the item count.
+    whatever the clip lengths; ``max_batch_size`` bounds the item count; ``max_padding`` bounds the
+    compute spent on padding (a batch's longest item is at most that many times its shortest, or at most
+    ``PAD_SLACK`` positions longer).
     """
 
     def __init__(self, model: "SignCLIP", *, max_batch_size: int = 64, max_batch_frames: int = 4096,
+                 max_padding: float = 1.25,
                  long_clips: LongClips = "truncate", window_stride: int = 128, flip: bool = False,
                  anonymized: bool = False, precision: Literal["fp32", "bf16"] = "fp32"):
         if long_clips not in ("truncate", "window"):
@@ -52,6 +56,7 @@ class Embedder:
         self.model = model
         self.max_batch_size = max_batch_size
         self.max_batch_frames = max_batch_frames
+        self.max_padding = max_padding
         self.long_clips = long_clips
         self.window_stride = window_stride
         self.flip = flip
@@ -79,7 +84,8 @@ class Embedder:
         for i in order:
             longest = lengths[i]  # sorted ascending: the newest item is the longest
             if batch and (len(batch) + 1 > self.max_batch_size or
-                          (len(batch) + 1) * longest > self.max_batch_frames):
+                          (len(batch) + 1) * longest > self.max_batch_frames or
+                          longest > max(self.max_padding * lengths[batch[0]], lengths[batch[0]] + PAD_SLACK)):
                 yield batch
                 batch = []
             batch.append(int(i))

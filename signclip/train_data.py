@@ -10,9 +10,16 @@ from __future__ import annotations
 from typing import Any
 
 import numpy as np
+import pandas as pd
 
 from signclip.augment import Augmentation
 from signclip.features import pose_features
+
+
+def row_blocks(df: pd.DataFrame, rows_per_block: int) -> list[pd.DataFrame]:
+    """Blocks for ``ray.data.from_blocks``: unlike ``from_pandas`` it starts no task (a task of a whole
+    CPU that a nearly full cluster, e.g. training workers on 2 cores, could never schedule)."""
+    return [df.iloc[i:i + rows_per_block].reset_index(drop=True) for i in range(0, len(df), max(1, rows_per_block))]
 
 
 def featurize_rows(batch: dict[str, np.ndarray], feature_set: str, augment: dict[str, Any] | None,

@@ -18,7 +18,7 @@ import pytest
 from pose_format import Pose
 
 import signclip
-from signclip.augment import Augmentation
+from signclip.augment import Augmentation, augmented_copies
 from signclip.extraction import pose_to_bytes
 from signclip.holistic_layout import holistic_module
 from jobs import train
@@ -64,9 +64,8 @@ def _augmented_copies(sources, folder: Path, copies: int, seed: int) -> list[tup
     folder.mkdir(parents=True, exist_ok=True)
     aug = Augmentation(temporal_std=0.15, rotation_std=0.1, shear_std=0.1, scale_std=0.1)
     rows = []
-    for name, (path, gloss) in sources.items():
-        for k in range(copies):
-            pose = aug(Pose.read(Path(path).read_bytes()), np.random.default_rng([seed, k, len(rows)]))
+    for i, (name, (path, gloss)) in enumerate(sources.items()):
+        for k, pose in enumerate(augmented_copies(Pose.read(Path(path).read_bytes()), copies, seed + i, aug)):
             target = folder / f"{name}-{k}.pose"
             target.write_bytes(pose_to_bytes(pose))
             rows.append((str(target), gloss))

@@ -116,7 +116,7 @@ def create_app(backend: Backend, settings: ServiceSettings, metrics: ServiceMetr
         data = [{"object": "embedding", "index": i,
                  "embedding": (base64.b64encode(v.astype("<f4").tobytes()).decode() if req.encoding_format == "base64"
                                else v.tolist())} for i, v in enumerate(vectors)]
-        tokens = sum(len(t.split()) for t in req.texts)
+        tokens = sum(len(t.split()) for t in req.texts)  # words: the gateway does not tokenize
         return _json({"object": "list", "data": data, "model": req.model,
                       "usage": {"prompt_tokens": tokens, "total_tokens": tokens}})
 

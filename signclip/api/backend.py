@@ -20,6 +20,7 @@ import numpy as np
 
 from signclip.api.settings import ServiceSettings
 from signclip.embedder import Embedder
+from signclip.holistic_layout import PoseLayoutError
 
 log = logging.getLogger(__name__)
 
@@ -118,8 +119,6 @@ def featurize_all(embedder: Embedder, poses: Sequence[bytes]) -> list[np.ndarray
         try:
             features.append(embedder.featurize(bytes(pose)))
         except ValueError as e:  # PoseInputError, PoseLayoutError
-            from signclip.holistic_layout import PoseLayoutError
-
             code = "unsupported_pose_layout" if isinstance(e, PoseLayoutError) else "invalid_pose"
             return Rejected(i, code, f"pose[{i}]: {e}")
     return features

@@ -99,7 +99,7 @@ class ServiceSettings:
             raise ValueError(f"unknown service setting(s) {unknown}; known: {sorted(known)}")
         if not args.get("models") and env.get(MODELS_ENV):
             args["models"] = env[MODELS_ENV]
-        if "cors_origins" not in args and env.get(CORS_ENV):
+        if not args.get("cors_origins") and env.get(CORS_ENV):
             args["cors_origins"] = env[CORS_ENV]
         if "models" in args:
             args["models"] = parse_models(args["models"])

@@ -1,0 +1,290 @@
+"""Load test: the Ray Serve embedding service (jobs/serve.py) against a server with the original API's semantics.
+
+    flock /tmp/signclip-ray.lock .venv/bin/python tests/benchmarks/bench_serve.py            # 32 clients, 30 s a mix
+    flock /tmp/signclip-ray.lock .venv/bin/python tests/benchmarks/bench_serve.py --quick    # 8 clients, 8 s a mix
+
+Both servers hold the same weights (``signclip.create("e7.2")``: full size, random) and answer the original
+API (``GET /api/embed/text|pose`` with a JSON body). The baseline is what the original deployment did per
+process: one Flask process answering one request at a time, each pose alone and zero-padded to 256 frames,
+each text padded to 63 tokens and followed by a pass of the pose tower on a dummy 256-frame pose.
+Clients are closed-loop (each sends its next request when the last is answered), on real poses and prompts.
+Both servers are up for the whole run, warmed up first, and loaded in turn, never together: the load time of
+a mix is split into rounds whose server order alternates, so drifting background load affects both alike
+(the idle Ray processes cost the baseline's turns a little CPU). The baseline process and each model replica
+get the same torch thread count (``--threads``).
+Throughput counts answered requests (HTTP 200) over the time until the last one came back.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import base64
+import contextlib
+import json
+import os
+import random
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import httpx
+import numpy as np
+
+GLOSSES = ["house", "sad", "library", "police", "mother", "school", "water", "thank you", "good morning", "book",
+           "friend", "teacher", "coffee", "tomorrow", "how are you", "random text"]
+POSES = ["house-colin-1", "house-spreadthesign", "sad-colin", "library", "refined-face-553"]
+MIXES = {"text": 0.0, "pose": 1.0, "mixed": 0.5}  # share of pose requests
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+# -- the baseline server ---------------------------------------------------------------------------------
+def run_baseline(model_dir: str, port: int, threads: int) -> None:
+    """One Flask process, one request at a time, the original inference path."""
+    import torch
+    from flask import Flask, jsonify, request
+
+    import signclip
+    from signclip.features import collate, pose_features
+
+    torch.set_num_threads(threads)
+    model = signclip.load(model_dir)
+    tok = model.tokenizer
+    max_tokens = model.cfg.max_text_tokens + 2
+    app = Flask("baseline")
+
+    def embed_text(text: str) -> list[float]:
+        ids, mask = tok.batch(tok.ids([text]))
+        padded, padded_mask = np.full((1, max_tokens), tok.pad_id), np.zeros((1, max_tokens), bool)
+        padded[:, : ids.shape[1]], padded_mask[:, : ids.shape[1]] = ids, mask
+        with torch.inference_mode():
+            emb = model.encode_text(torch.from_numpy(padded), torch.from_numpy(padded_mask))
+            model.encode_pose(torch.randn(1, 256, model.cfg.feature_dim), torch.ones(1, 256, dtype=torch.bool))
+        return emb[0].tolist()
+
+    def embed_pose(data: bytes) -> list[float]:
+        frames, mask = collate([pose_features(data, model.cfg.feature_set)[:256]], max_frames=256)
+        with torch.inference_mode():
+            return model.encode_pose(torch.from_numpy(frames), torch.from_numpy(mask))[0].tolist()
+
+    @app.route("/api/embed/text", methods=["GET", "POST"])
+    def text_route():  # noqa: ANN202
+        texts = request.get_json()["text"]
+        return jsonify({"embeddings": [embed_text(t) for t in ([texts] if isinstance(texts, str) else texts)]})
+
+    @app.route("/api/embed/pose", methods=["GET", "POST"])
+    def pose_route():  # noqa: ANN202
+        poses = request.get_json()["pose"]
+        return jsonify({"embeddings": [embed_pose(base64.b64decode(p))
+                                       for p in ([poses] if isinstance(poses, str) else poses)]})
+
+    @app.route("/health")
+    def health():  # noqa: ANN202
+        return jsonify({"status": "ok"})
+
+    import logging
+
+    logging.getLogger("werkzeug").setLevel(logging.WARNING)
+    app.run(host="127.0.0.1", port=port, threaded=False)
+
+
+# -- the load ----------------------------------------------------------------------------------------------
+@dataclass
+class Result:
+    ok: int
+    errors: int
+    seconds: float
+    latencies: list[float]
+
+    @property
+    def rps(self) -> float:
+        return self.ok / self.seconds if self.seconds else 0.0
+
+    def percentile(self, q: float) -> float:
+        return float(np.percentile(self.latencies, q)) * 1000 if self.latencies else float("nan")
+
+
+def make_request(rng: random.Random, pose_share: float, poses: dict[str, str]) -> tuple[str, dict]:
+    if rng.random() < pose_share:
+        return "/api/embed/pose", {"pose": poses[rng.choice(POSES)]}
+    return "/api/embed/text", {"text": f"<en> <ase> {rng.choice(GLOSSES)}"}
+
+
+async def load(url: str, clients: int, seconds: float, pose_share: float, poses: dict[str, str]) -> Result:
+    latencies: list[float] = []
+    errors = 0
+    last_done = 0.0
+    limits = httpx.Limits(max_connections=clients, max_keepalive_connections=clients)
+    async with httpx.AsyncClient(limits=limits, timeout=300) as client:
+        start = time.perf_counter()
+        deadline = start + seconds
+
+        async def one_client(seed: int) -> None:
+            nonlocal errors, last_done
+            rng = random.Random(seed)
+            while time.perf_counter() < deadline:
+                path, body = make_request(rng, pose_share, poses)
+                sent = time.perf_counter()
+                try:
+                    r = await client.request("GET", url + path, json=body)
+                    good = r.status_code == 200
+                except httpx.HTTPError:
+                    good = False
+                done = time.perf_counter()
+                last_done = max(last_done, done)
+                if good:
+                    latencies.append(done - sent)
+                else:
+                    errors += 1
+
+        await asyncio.gather(*(one_client(i) for i in range(clients)))
+    return Result(len(latencies), errors, last_done - start, latencies)
+
+
+def wait_healthy(url: str, timeout: float = 300) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            if httpx.get(url + "/health", timeout=2).status_code == 200:
+                return
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.5)
+    raise RuntimeError(f"{url} did not come up")
+
+
+def warm_up(url: str, poses: dict[str, str]) -> tuple[list[float], list[float]]:
+    text = httpx.request("GET", url + "/api/embed/text", json={"text": "<en> <ase> house"}, timeout=300)
+    pose = httpx.request("GET", url + "/api/embed/pose", json={"pose": poses["house-colin-1"]}, timeout=300)
+    assert text.status_code == 200 and pose.status_code == 200, (text.text[:200], pose.text[:200])
+    return text.json()["embeddings"][0], pose.json()["embeddings"][0]
+
+
+def merge(a: Result | None, b: Result) -> Result:
+    return b if a is None else Result(a.ok + b.ok, a.errors + b.errors, a.seconds + b.seconds,
+                                      a.latencies + b.latencies)
+
+
+# -- the two servers ------------------------------------------------------------------------------------------
+@contextlib.contextmanager
+def baseline_server(model_dir: str, threads: int) -> Iterator[str]:
+    port = free_port()
+    proc = subprocess.Popen([sys.executable, __file__, "--baseline-server", model_dir, "--port", str(port),
+                             "--threads", str(threads)])
+    try:
+        url = f"http://127.0.0.1:{port}"
+        wait_healthy(url)
+        yield url
+    finally:
+        proc.terminate()
+        proc.wait(30)
+
+
+@contextlib.contextmanager
+def serve_server(model_dir: str, cpus: int, threads: int) -> Iterator[str]:
+    """The service with its default deployment options (autoscaling included), video extraction off."""
+    os.environ.setdefault("RAY_AUTH_MODE", "disabled")
+    import ray
+    from ray import serve
+
+    from jobs.serve import make_app
+    from signclip.api import ServiceSettings
+
+    ray.init(num_cpus=cpus, include_dashboard=False, log_to_driver=False, configure_logging=False,
+             _node_ip_address="127.0.0.1")
+    try:
+        port = free_port()
+        serve.start(http_options={"host": "127.0.0.1", "port": port})
+        settings = ServiceSettings.from_mapping({"models": {"default": model_dir}, "enable_video": False,
+                                                 "torch_threads": threads})
+        serve.run(make_app(settings), name="signclip", route_prefix="/")
+        url = f"http://127.0.0.1:{port}"
+        wait_healthy(url)
+        yield url
+    finally:
+        serve.shutdown()
+        ray.shutdown()
+
+
+def measure(urls: dict[str, str], args: argparse.Namespace, poses: dict[str, str]) -> dict[str, dict[str, Result]]:
+    """Rounds of (mix x server), the server order alternating, so drifting background load hits both alike."""
+    results: dict[str, dict[str, Result]] = {name: {} for name in urls}
+    for round_ in range(args.rounds):
+        for mix in args.mixes:
+            for name in (list(urls) if round_ % 2 == 0 else list(urls)[::-1]):
+                r = asyncio.run(load(urls[name], args.clients, args.seconds / args.rounds, MIXES[mix], poses))
+                results[name][mix] = merge(results[name].get(mix), r)
+                print(f"  round {round_ + 1} {name:8s} {mix:6s} {r.ok:5d} ok {r.errors:3d} errors  {r.rps:7.2f} req/s  "
+                      f"p50 {r.percentile(50):8.1f} ms  p99 {r.percentile(99):8.1f} ms", flush=True)
+    return results
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--clients", type=int, default=32, help="concurrent closed-loop clients")
+    parser.add_argument("--seconds", type=float, default=30.0, help="load time per mix and server (all rounds)")
+    parser.add_argument("--mixes", nargs="+", default=list(MIXES), choices=list(MIXES))
+    parser.add_argument("--rounds", type=int, default=3, help="alternating rounds the load time is split into")
+    parser.add_argument("--quick", action="store_true", help="8 clients, 8 s, text and pose mixes")
+    parser.add_argument("--cpus", type=int, default=os.cpu_count(), help="CPUs of the local Ray")
+    parser.add_argument("--threads", type=int, default=1,
+                        help="torch threads of the baseline process and of each model replica")
+    parser.add_argument("--out", help="write the figures as JSON here")
+    parser.add_argument("--baseline-server", metavar="MODEL_DIR", help=argparse.SUPPRESS)
+    parser.add_argument("--port", type=int, help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.baseline_server:
+        run_baseline(args.baseline_server, args.port, args.threads)
+        return
+    if args.quick:
+        args.clients, args.seconds, args.mixes, args.rounds = 8, 8.0, ["text", "pose"], 1
+
+    import signclip
+    from signclip import sample_data
+
+    poses = {name: base64.b64encode(sample_data.path(f"poses/{name}.pose").read_bytes()).decode() for name in POSES}
+    with tempfile.TemporaryDirectory(prefix="bench-serve-") as tmp:
+        model_dir = str(Path(tmp) / "e7.2")
+        model = signclip.create("e7.2")
+        model.save(model_dir)
+        print(f"e7.2 (random weights), {sum(p.numel() for p in model.parameters()) / 1e6:.0f}M parameters; "
+              f"{args.clients} clients, {args.seconds:g} s per mix; {os.cpu_count()} CPUs, {args.threads} torch "
+              f"thread(s) in the baseline and in each model replica", flush=True)
+        del model
+        with baseline_server(model_dir, args.threads) as base_url, \
+                serve_server(model_dir, args.cpus, args.threads) as serve_url:
+            base_vectors, our_vectors = warm_up(base_url, poses), warm_up(serve_url, poses)
+            results = measure({"baseline": base_url, "serve": serve_url}, args, poses)
+    baseline, ours = results["baseline"], results["serve"]
+    diff = max(float(np.max(np.abs(np.subtract(a, b)))) for a, b in zip(base_vectors, our_vectors, strict=True))
+    print(f"same weights: max |baseline - serve| over one text and one pose embedding = {diff:.2e}")
+    print(f"\n{'mix':6s} {'baseline req/s':>15s} {'serve req/s':>12s} {'ratio':>7s}   "
+          f"{'baseline p50/p99 ms':>20s} {'serve p50/p99 ms':>18s}")
+    figures = {}
+    for mix in args.mixes:
+        b, o = baseline[mix], ours[mix]
+        ratio = o.rps / b.rps if b.rps else float("inf")
+        print(f"{mix:6s} {b.rps:15.2f} {o.rps:12.2f} {ratio:6.1f}x   {b.percentile(50):9.0f}/{b.percentile(99):<9.0f} "
+              f"{o.percentile(50):8.0f}/{o.percentile(99):<8.0f}")
+        figures[mix] = {"baseline": {"rps": b.rps, "p50_ms": b.percentile(50), "p99_ms": b.percentile(99),
+                                     "ok": b.ok, "errors": b.errors},
+                        "serve": {"rps": o.rps, "p50_ms": o.percentile(50), "p99_ms": o.percentile(99),
+                                  "ok": o.ok, "errors": o.errors},
+                        "throughput_ratio": ratio}
+    if args.out:
+        Path(args.out).write_text(json.dumps({"clients": args.clients, "seconds": args.seconds, "rounds": args.rounds,
+                                              "threads": args.threads, "mixes": figures}, indent=2))
+
+
+if __name__ == "__main__":
+    main()

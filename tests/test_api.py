@@ -1,0 +1,171 @@
+"""The HTTP API without Ray: settings, the Serve config, the CLI's parsing, error mapping, and the app in-process."""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+from pathlib import Path
+
+import numpy as np
+import pytest
+import yaml
+
+import signclip
+from signclip.api import ApiError, LocalBackend, ServiceSettings, create_app
+from signclip.api.settings import parse_models
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture(scope="module")
+def model_dir(tmp_path_factory) -> Path:
+    directory = tmp_path_factory.mktemp("api-model")
+    signclip.create("tiny").save(directory)
+    return directory
+
+
+# --- settings ----------------------------------------------------------------------------------------
+
+def test_parse_models_forms_and_errors():
+    assert parse_models("a=x, b=y") == {"a": "x", "b": "y"}
+    assert parse_models(["a=x"]) == {"a": "x"} and parse_models({"a": "x"}) == {"a": "x"}
+    with pytest.raises(ValueError, match="NAME=DIRECTORY"):
+        parse_models(["nodir"])
+    with pytest.raises(ValueError, match="given twice"):
+        parse_models("a=x,a=y")
+
+
+def test_settings_from_mapping_and_environment(model_dir, tmp_path):
+    s = ServiceSettings.from_mapping({}, environ={"SIGNCLIP_MODELS": f"asl={model_dir}",
+                                                  "SIGNCLIP_CORS_ORIGINS": "http://a.example, http://b.example"})
+    assert s.models == {"asl": str(model_dir.resolve())} and s.default_model == "asl"
+    assert s.cors_origins == ["http://a.example", "http://b.example"]
+    s = ServiceSettings.from_mapping({"models": {"x": model_dir.name, "default": str(model_dir)}},
+                                     base_dir=model_dir.parent)
+    assert s.default_model == "default" and s.models["x"] == str(model_dir.resolve())
+    with pytest.raises(ValueError, match="unknown service setting"):
+        ServiceSettings.from_mapping({"models": {"a": str(model_dir)}, "max_itmes": 3})
+    with pytest.raises(ValueError, match="holds no native SignCLIP model"):
+        ServiceSettings.from_mapping({"models": {"a": str(tmp_path)}})
+    with pytest.raises(ValueError, match="no models to serve"):
+        ServiceSettings.from_mapping({}, environ={})
+    with pytest.raises(ValueError, match="default_model"):
+        ServiceSettings.from_mapping({"models": {"a": str(model_dir)}, "default_model": "b"})
+    assert s.api_token({"SIGNCLIP_API_TOKEN": "t"}) == "t" and s.api_token({}) is None
+
+
+# --- the Serve config, the app builder and the CLI ---------------------------------------------------
+
+def test_serve_config_is_valid_and_matches_the_app(model_dir):
+    from ray.serve.schema import ServeDeploySchema
+
+    from jobs.serve import DEPLOYMENTS, build_app, read_serve_config
+
+    config = yaml.safe_load((ROOT / "cluster" / "serve.yaml").read_text())
+    ServeDeploySchema.model_validate(config)
+    app = config["applications"][0]
+    assert app["import_path"] == "jobs.serve:build_app"
+    assert config["http_options"]["host"] == "127.0.0.1"
+    deployments = {d["name"]: d for d in app["deployments"]}
+    assert set(deployments) == set(DEPLOYMENTS)
+    for d in deployments.values():
+        assert {"autoscaling_config", "max_ongoing_requests", "max_queued_requests"} <= set(d), d["name"]
+        assert d["autoscaling_config"]["min_replicas"] <= d["autoscaling_config"]["max_replicas"]
+    assert deployments["Gateway"]["backpressure_config"]["status_code"] == 503
+    args, options, http = read_serve_config(str(ROOT / "cluster" / "serve.yaml"))
+    assert options["PoseEmbedder"]["max_queued_requests"] == 256 and http["port"] == 8000
+    build_app({**args, "models": {"default": str(model_dir)}})  # every arg is a valid setting
+
+
+def test_module_level_app_reads_models_from_environment(model_dir, monkeypatch):
+    from ray.serve import Application
+
+    import jobs.serve
+
+    monkeypatch.setenv("SIGNCLIP_MODELS", f"default={model_dir}")
+    assert isinstance(jobs.serve.app, Application)
+    monkeypatch.delenv("SIGNCLIP_MODELS")
+    with pytest.raises(ValueError, match="no models to serve"):
+        jobs.serve.app  # noqa: B018
+    with pytest.raises(ValueError, match="unknown deployment"):
+        jobs.serve.make_app(ServiceSettings(models={"default": str(model_dir)}), {"Gatway": {}})
+
+
+def test_cli_rejects_bad_models_before_starting_ray(model_dir, tmp_path, capsys):
+    from jobs.serve import main, parse_args
+
+    assert main(["--model", "nodir"]) == 2
+    assert main(["--model", f"a={tmp_path}"]) == 2
+    assert "holds no native SignCLIP model" in capsys.readouterr().err
+    args = parse_args(["--model", f"a={model_dir}", "--model", "b=y", "--port", "9000"])
+    assert args.model == [f"a={model_dir}", "b=y"] and args.host is None and args.port == 9000
+
+
+# --- how the gateway reports Ray's failures ----------------------------------------------------------
+
+def _await_error(exc: BaseException, timeout_s: float = 5.0) -> ApiError:
+    from jobs.serve import ServeBackend
+
+    settings = ServiceSettings(models={"a": "x"}, retry_after_s=2)
+    backend = ServeBackend(None, None, None, settings)  # type: ignore[arg-type]
+
+    async def failing() -> None:
+        if isinstance(exc, asyncio.TimeoutError):
+            await asyncio.sleep(10)
+        raise exc
+
+    async def run() -> ApiError:
+        with pytest.raises(ApiError) as info:
+            await backend._await(asyncio.ensure_future(failing()),  # cancellable, like a DeploymentResponse
+                                 timeout_s=0.05 if isinstance(exc, asyncio.TimeoutError) else timeout_s)
+        return info.value
+
+    return asyncio.run(run())
+
+
+def test_ray_failures_become_503_or_504_json_errors():
+    from ray.exceptions import ActorDiedError
+    from ray.serve.exceptions import BackPressureError
+
+    e = _await_error(BackPressureError(num_queued_requests=1, max_queued_requests=1))
+    assert (e.status, e.code, e.headers) == (503, "overloaded", {"Retry-After": "2"})
+    e = _await_error(ActorDiedError())
+    assert (e.status, e.code, e.headers["Retry-After"]) == (503, "unavailable", "2")
+    assert _await_error(TimeoutError()).status == 504
+
+
+# --- the app in-process (LocalBackend) ---------------------------------------------------------------
+
+@pytest.fixture(scope="module")
+def local_client(model_dir):
+    from fastapi.testclient import TestClient
+
+    settings = ServiceSettings.from_mapping({"models": {"default": str(model_dir)}, "max_body_bytes": 4096})
+    backend = LocalBackend(settings)
+    return TestClient(create_app(backend, settings, token="s3cret")), backend
+
+
+def test_local_app_answers_like_the_served_one(local_client, poses_dir):
+    client, backend = local_client
+    auth = {"Authorization": "Bearer s3cret"}
+    assert client.get("/health").status_code == 200
+    assert client.get("/info").status_code == 401
+    r = client.request("GET", "/api/embed/text", json={"text": ["house"]}, headers=auth)
+    offline = backend._models["default"].embedder
+    np.testing.assert_allclose(r.json()["embeddings"], offline.embed_texts(["house"]), atol=1e-6)
+    pose = (poses_dir / "library.pose").read_bytes()
+    r = client.post("/v1/embed/pose", files=[("file", ("a.pose", pose))], headers=auth)
+    np.testing.assert_allclose(r.json()["embeddings"], offline.embed_poses([pose]), atol=1e-6)
+    r = client.post("/api/embed/pose", json={"pose": base64.b64encode(pose).decode()}, headers=auth)
+    assert r.status_code == 413  # 4096-byte JSON limit
+
+
+def test_streamed_body_over_the_limit_is_413(local_client):
+    client, _ = local_client
+
+    def chunks():  # no Content-Length: the limit must hold while the body streams in
+        for _ in range(10):
+            yield b'{"text": "' + b"x" * 1000
+
+    r = client.post("/api/embed/text", content=chunks(), headers={"Authorization": "Bearer s3cret"})
+    assert r.status_code == 413 and r.json()["error"]["code"] == "body_too_large"
