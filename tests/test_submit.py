@@ -1,0 +1,205 @@
+"""``signclip submit`` (jobs/submit.py) against an in-memory job API: ids, deduplication, runtime
+environments, log following and exit codes. No Ray runs here; tests/test_multinode.py submits for real."""
+
+from __future__ import annotations
+
+import io
+import os
+from types import SimpleNamespace
+from typing import Any
+
+import pytest
+from ray.job_submission import JobStatus
+
+from jobs import submit
+
+pytestmark = pytest.mark.timeout(60)
+
+ARGS = ["--input", "s3://b/videos", "--output", "s3://b/poses"]
+
+
+class FakeJobs:
+    """The part of ``JobSubmissionClient`` that submit uses; each submitted job ends with ``outcome``."""
+
+    def __init__(self, outcome: JobStatus = JobStatus.SUCCEEDED) -> None:
+        self.jobs: dict[str, SimpleNamespace] = {}
+        self.submitted: list[dict[str, Any]] = []
+        self.outcome = outcome
+        self.raise_exists = False
+
+    def add(self, submission_id: str, status: JobStatus) -> None:
+        self.jobs[submission_id] = SimpleNamespace(submission_id=submission_id, status=status, message="")
+
+    def list_jobs(self) -> list[SimpleNamespace]:
+        return list(self.jobs.values())
+
+    def submit_job(self, **kwargs: Any) -> str:
+        if self.raise_exists:
+            self.add(kwargs["submission_id"], JobStatus.RUNNING)
+            raise RuntimeError(f"Job with submission_id {kwargs['submission_id']} already exists.")
+        assert kwargs["submission_id"] not in self.jobs
+        self.submitted.append(kwargs)
+        self.add(kwargs["submission_id"], JobStatus.PENDING)
+        return kwargs["submission_id"]
+
+    async def tail_job_logs(self, job_id: str):
+        yield f"log of {job_id}\n"
+        job = self.jobs[job_id]
+        if not job.status.is_terminal():
+            job.status = self.outcome
+            job.message = f"Job finished with {self.outcome.value}"
+
+    def get_job_status(self, job_id: str) -> JobStatus:
+        return self.jobs[job_id].status
+
+    def get_job_info(self, job_id: str) -> SimpleNamespace:
+        return self.jobs[job_id]
+
+
+@pytest.fixture
+def jobs(monkeypatch) -> FakeJobs:
+    fake = FakeJobs()
+    monkeypatch.setattr(submit, "connect", lambda address: fake)
+    return fake
+
+
+def run(argv: list[str], capsys) -> tuple[int, str, str]:
+    rc = submit.main(argv)
+    out = capsys.readouterr()
+    return rc, out.out, out.err
+
+
+def test_submits_the_job_and_follows_it(jobs, capsys, tmp_path):
+    rc, out, err = run(["extract", *ARGS, "--address", "http://127.0.0.1:8265", "--working-dir", str(tmp_path)],
+                       capsys)
+    assert rc == 0
+    (sent,) = jobs.submitted
+    base = submit.submission_id("extract", ARGS)
+    assert sent["submission_id"] == base and base.startswith("signclip-extract-")
+    assert sent["entrypoint"] == "python -m jobs.extract --input s3://b/videos --output s3://b/poses"
+    env = sent["runtime_env"]
+    assert env["working_dir"] == str(tmp_path)
+    assert {".venv/", "runs/", ".git/"} <= set(env["excludes"])
+    assert "env_vars" not in env
+    assert f"log of {base}" in out and "SUCCEEDED" in err
+
+
+def test_same_job_is_never_started_twice(jobs, capsys, tmp_path):
+    argv = ["embed", "--model", "s3://b/m", "--input", "s3://b/p", "--output", "s3://b/e", "--working-dir", str(tmp_path)]
+    assert run(argv, capsys)[0] == 0
+    rc, _, err = run(argv, capsys)  # after success: reported, not resubmitted
+    assert rc == 0 and "already SUCCEEDED" in err and len(jobs.submitted) == 1
+    rc, _, _ = run(argv + ["--rerun"], capsys)  # unless asked
+    assert rc == 0 and [s["submission_id"][-3:] for s in jobs.submitted][1] == "-r2"
+    other = argv[:-2] + ["--output", "s3://b/other", "--working-dir", str(tmp_path)]
+    run(other, capsys)  # other arguments: another job
+    assert len({s["submission_id"].split("-r")[0] for s in jobs.submitted}) == 2
+
+
+def test_running_job_is_followed_not_duplicated(jobs, capsys, tmp_path):
+    base = submit.submission_id("extract", ARGS)
+    jobs.add(base, JobStatus.RUNNING)
+    rc, out, err = run(["extract", *ARGS, "--working-dir", str(tmp_path)], capsys)
+    assert rc == 0 and not jobs.submitted
+    assert "already RUNNING: following it" in err and f"log of {base}" in out
+
+
+def test_failed_job_gets_a_new_attempt_and_failure_exits_1(jobs, capsys, tmp_path):
+    base = submit.submission_id("extract", ARGS)
+    jobs.add(base, JobStatus.FAILED)
+    jobs.add(f"{base}-r2", JobStatus.STOPPED)
+    jobs.add(f"{base}x-r9", JobStatus.RUNNING)  # another job's id, not an attempt of this one
+    jobs.outcome = JobStatus.FAILED
+    rc, _, err = run(["extract", *ARGS, "--working-dir", str(tmp_path)], capsys)
+    assert rc == 1 and jobs.submitted[0]["submission_id"] == f"{base}-r3"
+    assert jobs.submitted[0]["metadata"]["signclip.attempt"] == "3" and "FAILED" in err
+    jobs.outcome = JobStatus.STOPPED
+    assert run(["extract", *ARGS, "--working-dir", str(tmp_path)], capsys)[0] == 1
+
+
+def test_no_wait_prints_the_id(jobs, capsys, tmp_path):
+    rc, out, _ = run(["train", "--train", "s3://b/t.parquet", "--no-wait", "--working-dir", str(tmp_path)], capsys)
+    assert rc == 0 and out.strip() == jobs.submitted[0]["submission_id"]
+    assert jobs.jobs[out.strip()].status == JobStatus.PENDING  # not followed
+
+
+def test_concurrent_submission_is_followed(jobs, capsys, tmp_path):
+    jobs.raise_exists = True
+    rc, _, err = run(["extract", *ARGS, "--working-dir", str(tmp_path)], capsys)
+    assert rc == 0 and "submitted concurrently" in err
+
+
+def test_env_vars_are_forwarded_only_when_asked(jobs, capsys, tmp_path, monkeypatch):
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "id-1")
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "secret-1")
+    monkeypatch.setenv("SIGNCLIP_CACHE", "/tmp/c")
+    argv = ["extract", *ARGS, "--working-dir", str(tmp_path), "--env", "AWS_*", "--env", "SIGNCLIP_CACHE",
+            "--env", "AWS_ENDPOINT_URL=http://127.0.0.1:9000"]
+    assert run(argv, capsys)[0] == 0
+    env = jobs.submitted[0]["runtime_env"]["env_vars"]
+    assert env["AWS_ACCESS_KEY_ID"] == "id-1" and env["AWS_SECRET_ACCESS_KEY"] == "secret-1"
+    assert env["AWS_ENDPOINT_URL"] == "http://127.0.0.1:9000" and env["SIGNCLIP_CACHE"] == "/tmp/c"
+    assert "HOME" not in env
+    # the id depends on the job and its arguments, not on credentials
+    assert jobs.submitted[0]["submission_id"] == submit.submission_id("extract", ARGS)
+    monkeypatch.delenv("SIGNCLIP_CACHE")
+    rc, _, err = run(["extract", *ARGS, "--working-dir", str(tmp_path), "--env", "SIGNCLIP_CACHE"], capsys)
+    assert rc == 2 and "not set" in err
+
+
+def test_image_runtime_env(jobs, capsys):
+    rc, _, _ = run(["embed", "--model", "s3://b/m", "--input", "s3://b/p", "--output", "s3://b/e",
+                    "--image", "ghcr.io/signclip/signclip:0.1.0", "--env", "A=1"], capsys)
+    assert rc == 0
+    assert jobs.submitted[0]["runtime_env"] == {"image_uri": "ghcr.io/signclip/signclip:0.1.0", "env_vars": {"A": "1"}}
+    rc, _, err = run(["embed", "--image", "x:1", "--pip", "requests"], capsys)
+    assert rc == 2 and "--image" in err
+
+
+def test_options_after_double_dash_go_to_the_job(jobs, capsys, tmp_path):
+    rc, _, _ = run(["extract", "--address", "http://h:8265", "--working-dir", str(tmp_path), "--",
+                    "--input", "v", "--output", "s3://b/p", "--address", "auto"], capsys)
+    assert rc == 0
+    assert jobs.submitted[0]["entrypoint"] == "python -m jobs.extract --input v --output s3://b/p --address auto"
+
+
+def test_bad_usage_exits_2(jobs, capsys, tmp_path):
+    assert run(["nonsense"], capsys)[0] == 2
+    assert run([], capsys)[0] == 2
+    assert run(["extract", "--working-dir", str(tmp_path / "missing")], capsys)[0] == 2
+    assert run(["--help"], capsys)[0] == 0
+    assert not jobs.submitted
+
+
+def test_local_output_paths_are_warned_about(jobs, capsys, tmp_path, caplog):
+    run(["extract", "--input", "s3://b/v", "--output", "runs/poses", "--working-dir", str(tmp_path)], capsys)
+    assert any("--output runs/poses is a local path" in r.getMessage() for r in caplog.records)
+
+
+def test_explicit_address_wins_over_ray_address(monkeypatch):
+    seen = {}
+
+    class Client:
+        def __init__(self, address):
+            seen["address"], seen["env"] = address, os.environ.get("RAY_ADDRESS")
+
+    monkeypatch.setattr("ray.job_submission.JobSubmissionClient", Client)
+    monkeypatch.setenv("RAY_ADDRESS", "http://elsewhere:8265")
+    submit.connect("http://127.0.0.1:9999")
+    assert seen == {"address": "http://127.0.0.1:9999", "env": None}
+    assert os.environ["RAY_ADDRESS"] == "http://elsewhere:8265"
+    submit.connect(None)  # no --address: Ray's own variables decide
+    assert seen["env"] == "http://elsewhere:8265"
+
+
+def test_follow_survives_a_broken_log_stream():
+    class Broken(FakeJobs):
+        async def tail_job_logs(self, job_id):
+            yield "partial\n"
+            raise RuntimeError("WebSocket connection closed unexpectedly")
+
+    fake = Broken()
+    fake.add("j", JobStatus.SUCCEEDED)
+    out = io.StringIO()
+    assert submit.follow(fake, "j", out=out, poll_s=0.01) == JobStatus.SUCCEEDED
+    assert out.getvalue() == "partial\n"
