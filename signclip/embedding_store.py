@@ -102,6 +102,11 @@ def _read(paths: list[str], columns: list[str] | None) -> pa.Table:
     return pa.concat_tables(tables)
 
 
+def _pandas(table: pa.Table) -> pd.DataFrame:
+    # nullable integers stay integers (frames, segments) instead of turning into floats
+    return table.to_pandas(types_mapper={pa.int64(): pd.Int64Dtype()}.get)
+
+
 def _one_per_id(df: pd.DataFrame) -> pd.DataFrame:
     df = df.assign(_row=np.arange(len(df)), _ok=(df["status"] == OK))
     df = df.sort_values(["_ok", "_order", "_row"], kind="stable").drop_duplicates("id", keep="last")
@@ -114,7 +119,7 @@ def read_index(output: str, columns: tuple[str, ...] = ("id", "status") + VARIAN
     cols = list(dict.fromkeys(("id", "status") + tuple(columns)))
     if not paths:
         return pd.DataFrame({c: pd.Series(dtype=object) for c in cols})
-    return _one_per_id(_read(paths, cols).to_pandas()).reset_index(drop=True)
+    return _one_per_id(_pandas(_read(paths, cols))).reset_index(drop=True)
 
 
 @dataclass
@@ -141,7 +146,7 @@ def load(output: str, kinds: tuple[str, ...] | None = None) -> Corpus:
     if not paths:
         raise FileNotFoundError(f"{output}: no embedding shards (expected {shards_dir(output)}/part-*.parquet)")
     table = _read(paths, None)
-    meta = table.drop(["embedding"]).to_pandas()
+    meta = _pandas(table.drop(["embedding"]))
     meta["_emb"] = np.arange(len(meta))
     meta = _one_per_id(meta)
     meta = meta[meta["status"] == OK]

@@ -21,6 +21,7 @@ The pieces the extraction job distributes:
 from __future__ import annotations
 
 import dataclasses
+import datetime
 import importlib.util
 import io
 import logging
@@ -37,7 +38,7 @@ import pyarrow as pa
 
 from signclip import storage
 from signclip.manifest import FAILED, OK, SKIPPED
-from signclip.video import VideoError, open_video
+from signclip.video import VideoError, open_video, read_ahead
 
 if TYPE_CHECKING:
     from pose_format import Pose
@@ -93,7 +94,7 @@ class HolisticConfig:
             value = getattr(self, name)
             if not 0.0 <= value <= 1.0:
                 raise ValueError(f"{name} must be in [0, 1], not {value!r}")
-        missing = _missing_model(self.model_complexity)
+        missing = missing_model(self.model_complexity)
         if missing:
             raise ValueError(
                 f"model_complexity={self.model_complexity} needs {os.path.basename(missing)}, which the installed "
@@ -144,8 +145,8 @@ def parse_options(text: str | None) -> dict[str, str]:
     return options
 
 
-def _missing_model(model_complexity: int) -> str | None:
-    """Where the model for ``model_complexity`` should be, if MediaPipe would have to download it."""
+def missing_model(model_complexity: int) -> str | None:
+    """Where the pose model for ``model_complexity`` belongs, if it is absent (MediaPipe would download it)."""
     relative = _DOWNLOADED_MODELS.get(model_complexity)
     if relative is None:
         return None
@@ -167,13 +168,19 @@ class HolisticRunner:
         self._holistic: Any = None
         self._used = False
 
-    def _graph(self) -> Any:
+    def start(self) -> None:
+        """Build the graph now (otherwise the first frame does)."""
         if self._holistic is None:
             from mediapipe.python.solutions.holistic import Holistic
 
             self._holistic = Holistic(**self.config.as_kwargs())
             self._used = False
-        return self._holistic
+
+    def process(self, frame: np.ndarray) -> Any:
+        """Holistic's raw results for one RGB frame, continuing the current video's tracking."""
+        self.start()
+        self._used = True
+        return self._holistic.process(frame)
 
     def reset(self) -> None:
         """Put the graph in the state of a newly built one (a no-op before the first frame).
@@ -196,14 +203,12 @@ class HolisticRunner:
         """
         from pose_format.utils.holistic import FACE_POINTS_NUM, body_points, component_points
 
-        holistic = self._graph()
         self.reset()
         face_points = FACE_POINTS_NUM(self.config.additional_face_points)
         datas: list[np.ndarray] = []
         confs: list[np.ndarray] = []
         for frame in frames:
-            self._used = True
-            r = holistic.process(frame)
+            r = self.process(frame)
             parts = [
                 body_points(r.pose_landmarks, width, height, 33),
                 component_points(r.face_landmarks, width, height, face_points),
@@ -309,6 +314,7 @@ MANIFEST_SCHEMA = pa.schema([
     pa.field("error", pa.string()),  # why it failed ("" otherwise)
     pa.field("warning", pa.string()),  # e.g. no person detected ("" if none)
     pa.field("worker", pa.string()),  # host:pid of the process that handled it
+    pa.field("started_at", pa.timestamp("ms", tz="UTC")),  # when work on this video began
 ])
 
 
@@ -316,6 +322,7 @@ MANIFEST_SCHEMA = pa.schema([
 class _Row:
     task: VideoTask
     started: float = field(default_factory=time.perf_counter)
+    started_at: datetime.datetime = field(default_factory=lambda: datetime.datetime.now(datetime.timezone.utc))
     frames: int | None = None
     fps: float | None = None
     width: int | None = None
@@ -329,16 +336,19 @@ class _Row:
             "frames": self.frames, "fps": self.fps, "width": self.width, "height": self.height,
             "seconds": round(time.perf_counter() - self.started, 4), "status": status, "error": error,
             "warning": "; ".join(self.warnings), "worker": f"{socket.gethostname()}:{os.getpid()}",
+            "started_at": self.started_at,
         }
 
 
 def process_video(task: VideoTask, runner: HolisticRunner, overwrite: bool = False,
-                  decode_threads: int = 0) -> dict[str, Any]:
+                  decode_threads: int = 0, decode_ahead: int = 0) -> dict[str, Any]:
     """Extract ``task``'s video to its ``.pose`` and return its manifest row (:data:`MANIFEST_SCHEMA`).
 
     A pose already at ``pose_path`` that reads back complete and in the requested layout is kept
     (``skipped``) unless ``overwrite``. Any problem with the video gives a ``failed`` row; nothing raises.
     The pose is written atomically, so an interrupted run never leaves a truncated file behind.
+    ``decode_threads``: FFmpeg decoder threads (0: FFmpeg decides); ``decode_ahead``: frames a background
+    thread decodes ahead of Holistic (0: decode inline).
     """
     row = _Row(task)
     if task.pose_exists and not overwrite:
@@ -350,7 +360,7 @@ def process_video(task: VideoTask, runner: HolisticRunner, overwrite: bool = Fal
             row.frames, row.fps, row.width, row.height = done.frames, done.fps, done.width, done.height
             return row.finish(SKIPPED)
     try:
-        pose = _extract(task, runner, row, decode_threads)
+        pose = _extract(task, runner, row, decode_threads, decode_ahead)
         storage.write_bytes_atomic(task.pose_path, pose_to_bytes(pose))
     except (VideoError, FileNotFoundError) as e:
         log.warning("%s: failed: %s", task.id, e)
@@ -361,11 +371,12 @@ def process_video(task: VideoTask, runner: HolisticRunner, overwrite: bool = Fal
     return row.finish(OK)
 
 
-def _extract(task: VideoTask, runner: HolisticRunner, row: _Row, decode_threads: int) -> Pose:
+def _extract(task: VideoTask, runner: HolisticRunner, row: _Row, decode_threads: int, decode_ahead: int) -> Pose:
     with open_video(task.video_path, threads=decode_threads) as video:
         info = video.info
         row.width, row.height = info.width, info.height
-        data, confidence = runner.landmarks(video, info.width, info.height)
+        with read_ahead(video, decode_ahead) as frames:
+            data, confidence = runner.landmarks(frames, info.width, info.height)
         row.frames = int(data.shape[0])
         fps = info.fps if math.isfinite(info.fps) else video.measured_fps()
     if not math.isfinite(fps):

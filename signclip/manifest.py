@@ -12,13 +12,14 @@ import logging
 import os
 import posixpath
 from collections.abc import Iterable, Mapping, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import pandas as pd
 import pyarrow as pa
-import pyarrow.parquet as pq
 
 from signclip import storage
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 log = logging.getLogger(__name__)
 
@@ -39,6 +40,9 @@ def is_manifest(path: str) -> bool:
 
 def read_manifest(path: str) -> pd.DataFrame:
     """A Parquet or CSV manifest as a DataFrame (CSV columns are read as strings)."""
+    import pandas as pd
+    import pyarrow.parquet as pq
+
     data = storage.read_bytes(path)
     lower = path.lower()
     if lower.endswith(PARQUET_SUFFIXES):
@@ -74,6 +78,8 @@ def write_manifest(table: pa.Table | Sequence[Mapping[str, Any]], path: str,
         table = to_table(table, schema)
     elif schema is not None:
         table = table.select(schema.names).cast(schema)
+    import pyarrow.parquet as pq
+
     buffer = io.BytesIO()
     pq.write_table(table, buffer)
     storage.write_bytes_atomic(path, buffer.getvalue())

@@ -16,9 +16,12 @@ import contextlib
 import logging
 import math
 import os
+import queue
 import tempfile
-from collections.abc import Iterator
+import threading
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
+from typing import TypeVar
 
 import numpy as np
 
@@ -38,6 +41,7 @@ _CONTAINER_MAGIC: dict[str, tuple[int, bytes]] = {
     "Ogg": (0, b"OggS"),
 }
 _HEAD_BYTES = 4 << 20  # how much of a file to inspect when explaining why it does not decode
+_T = TypeVar("_T")
 
 
 class VideoError(Exception):
@@ -156,6 +160,61 @@ def open_video(path: str, threads: int = 0) -> Iterator[VideoStream]:
             yield stream
         finally:
             stream.close()
+
+
+@dataclass(frozen=True)
+class _End:
+    error: BaseException | None = None
+
+
+@contextlib.contextmanager
+def read_ahead(items: Iterable[_T], depth: int) -> Iterator[Iterator[_T]]:
+    """Iterate ``items`` with a background thread producing up to ``depth`` of them ahead (0: no thread).
+
+    Decoding the next frames while the caller runs a model on the current one. The producer's errors
+    reach the consumer; leaving the block stops and joins the producer, so the source can be closed
+    right after (use it inside :func:`open_video`'s block).
+    """
+    if depth <= 0:
+        yield iter(items)
+        return
+    buffer: queue.Queue = queue.Queue(maxsize=depth)
+    stop = threading.Event()
+
+    def put(item: object) -> bool:
+        while not stop.is_set():
+            try:
+                buffer.put(item, timeout=0.05)
+                return True
+            except queue.Full:
+                continue
+        return False
+
+    def produce() -> None:
+        try:
+            for item in items:
+                if not put(item):
+                    return
+            put(_End())
+        except BaseException as e:  # handed to the consumer
+            put(_End(e))
+
+    def consume() -> Iterator[_T]:
+        while True:
+            item = buffer.get()
+            if isinstance(item, _End):
+                if item.error is not None:
+                    raise item.error
+                return
+            yield item
+
+    thread = threading.Thread(target=produce, name="signclip-read-ahead", daemon=True)
+    thread.start()
+    try:
+        yield consume()
+    finally:
+        stop.set()
+        thread.join()
 
 
 def _mp4_codec_tags(head: bytes) -> list[str]:

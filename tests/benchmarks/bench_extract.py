@@ -1,0 +1,296 @@
+"""Video -> pose throughput: this Ray job against pose-format's own tools and the hardware limit.
+
+    .venv/bin/python tests/benchmarks/bench_extract.py --copies 12 --cpus 2
+
+Builds a corpus of copies of the real sample videos in a temporary folder (2 x ``--copies`` videos) and
+measures, each in a fresh process, frames per second of:
+
+  (a) pose-format's ``pose_video`` (what ``video_to_pose`` runs), once per video, in one process;
+  (b) pose-format's parallel CLI ``videos_to_poses --num-workers N`` (N = ``--cpus``);
+  (c) this job (``jobs.extract.run``) on a local Ray with ``--cpus`` CPUs (Ray's start-up excluded; reported);
+  (d) the limit: N processes that only run ``Holistic.process`` (exact reset between videos, as (c) does)
+      on frames decoded beforehand, timed from a common start.
+
+Prints every rate and the ratios (c)/(b) and (c)/(d).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import queue
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[2]
+sys.path.insert(0, str(REPO))
+
+
+def make_corpus(folder: Path, copies: int) -> list[Path]:
+    """``copies`` copies of each real sample video, spread over two sub-folders."""
+    from signclip import sample_data
+
+    videos = sorted((sample_data.data_dir() / "videos").glob("*.mp4"))
+    made = []
+    for i in range(copies):
+        for video in videos:
+            target = folder / f"part{i % 2}" / f"{video.stem}-{i:03d}.mp4"
+            target.parent.mkdir(parents=True, exist_ok=True)
+            shutil.copyfile(video, target)
+            made.append(target)
+    return made
+
+
+def count_frames(videos: list[Path]) -> int:
+    from signclip.video import open_video
+
+    total = 0
+    for v in videos:
+        with open_video(str(v)) as stream:
+            total += sum(1 for _ in stream)
+    return total
+
+
+# ------------------------------------------------------------------------------------ the measured workers
+
+def worker_a(corpus: Path, out: Path) -> dict:
+    import contextlib
+    import io
+
+    from pose_format.bin.pose_estimation import pose_video
+
+    videos = sorted(corpus.rglob("*.mp4"))
+    start = time.perf_counter()
+    for v in videos:
+        with contextlib.redirect_stdout(io.StringIO()):
+            pose_video(str(v), str(out / f"{v.parent.name}-{v.stem}.pose"), "mediapipe",
+                       {"model_complexity": 1}, progress=False)
+    return {"seconds": time.perf_counter() - start}
+
+
+def _process_tree_cpu(root: int) -> float:
+    """CPU seconds of ``root`` and every live descendant (each with its reaped children), from /proc."""
+    import os
+
+    parents, times = {}, {}
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry}/stat") as f:
+                fields = f.read().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        parents[int(entry)] = int(fields[1])
+        times[int(entry)] = sum(int(x) for x in fields[11:15])  # utime stime cutime cstime
+    tree, frontier = {root}, [root]
+    while frontier:
+        parent = frontier.pop()
+        children = [pid for pid, ppid in parents.items() if ppid == parent and pid not in tree]
+        tree.update(children)
+        frontier.extend(children)
+    return sum(times.get(pid, 0) for pid in tree) / os.sysconf("SC_CLK_TCK")
+
+
+def worker_c(corpus: Path, out: Path, cpus: int, options: dict) -> dict:
+    import logging
+    import os
+
+    import ray
+
+    from jobs.extract import ExtractConfig, run
+    from signclip import manifest
+
+    logging.basicConfig(level=logging.WARNING)
+    os.environ.setdefault("RAY_AUTH_MODE", "disabled")
+    t = time.perf_counter()
+    ray.init(num_cpus=cpus, include_dashboard=False, log_to_driver=False, configure_logging=False)
+    ray_start = time.perf_counter() - t
+    config = ExtractConfig(input=str(corpus), output=str(out), progress=False, **options)
+    summary = run(config)
+    cpu = _process_tree_cpu(os.getpid())  # Ray's processes are not reaped into our rusage: count them live
+    ray.shutdown()
+    rows = manifest.read_manifest(summary.manifest_path)
+    start = rows["started_at"].min().timestamp()
+    end = max(r.started_at.timestamp() + r.seconds for r in rows.itertuples())
+    return {"seconds": summary.seconds, "ray_init_seconds": ray_start, "ok": summary.ok, "failed": summary.failed,
+            "tree_cpu_seconds": cpu, "steady_seconds": end - start}
+
+
+def _limit_process(videos: list[str], barrier, results) -> None:
+    from signclip.extraction import HolisticRunner
+    from signclip.video import open_video
+
+    decoded = []
+    for v in videos:
+        with open_video(v) as stream:
+            decoded.append(list(stream))
+    runner = HolisticRunner()
+    runner.start()
+    barrier.wait()
+    start = time.perf_counter()
+    frames = 0
+    for video in decoded:
+        runner.reset()
+        for frame in video:
+            runner.process(frame)
+            frames += 1
+    results.put((frames, start, time.perf_counter()))
+
+
+def worker_d(corpus: Path, cpus: int) -> dict:
+    import multiprocessing as mp
+
+    videos = [str(v) for v in sorted(corpus.rglob("*.mp4"))]
+    ctx = mp.get_context("spawn")
+    barrier, results = ctx.Barrier(cpus), ctx.Queue()
+    procs = [ctx.Process(target=_limit_process, args=(videos[i::cpus], barrier, results)) for i in range(cpus)]
+    for p in procs:
+        p.start()
+    got = []
+    while len(got) < len(procs):
+        try:
+            got.append(results.get(timeout=5))
+        except queue.Empty:
+            if any(p.exitcode not in (None, 0) for p in procs):
+                for p in procs:
+                    p.terminate()
+                raise RuntimeError("a limit process failed (see its traceback above)") from None
+    for p in procs:
+        p.join()
+    return {"seconds": max(end for _, _, end in got) - min(start for _, start, _ in got),
+            "frames": sum(f for f, _, _ in got)}
+
+
+# ------------------------------------------------------------------------------------ orchestration
+
+LABELS = {
+    "a": "(a) video_to_pose per video, one process:",
+    "b": "(b) videos_to_poses --num-workers {n}:",
+    "c": "(c) jobs.extract on {n} CPUs:",
+    "d": "(d) limit: {n} processes x Holistic.process only:",
+}
+LOAD_BEFORE: list[float] = []
+STEADY: dict[str, float] = {}  # (c) without the actor pool's start-up
+VARIANT: dict[str, int] = {}  # which of the --job-options variants the next (c) runs
+
+
+def _note_load() -> None:
+    import os
+
+    LOAD_BEFORE.append(os.getloadavg()[0])
+
+
+def _children_cpu() -> float:
+    """CPU seconds (user + system) of every finished descendant process so far."""
+    import resource
+
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
+
+
+def measure_a(work: Path, corpus: Path, frames: int, args) -> tuple[float, str]:
+    work.mkdir(parents=True)
+    _note_load()
+    r = _run_worker("a", str(corpus), str(work))
+    return frames / r["seconds"], f"({r['seconds']:.1f} s; {r['cpu_seconds']:.0f} CPU-s in all)"
+
+
+def measure_b(work: Path, corpus: Path, frames: int, args) -> tuple[float, str]:
+    shutil.copytree(corpus, work)
+    cli = Path(sys.executable).parent / "videos_to_poses"
+    _note_load()
+    start, cpu = time.perf_counter(), _children_cpu()
+    subprocess.run([str(cli), "--format", "mediapipe", "-d", str(work), "--recursive",
+                    "--num-workers", str(args.cpus)], check=True, capture_output=True)
+    seconds = time.perf_counter() - start
+    made = len(list(work.rglob("*.pose")))
+    return frames / seconds, f"({seconds:.1f} s, {made} poses; {_children_cpu() - cpu:.0f} CPU-s in all)"
+
+
+def measure_c(work: Path, corpus: Path, frames: int, args) -> tuple[float, str]:
+    _note_load()
+    variants = json.loads(args.job_options)
+    variants = variants if isinstance(variants, list) else [variants]
+    options = variants[VARIANT.setdefault("next", 0) % len(variants)]
+    VARIANT["next"] += 1
+    r = _run_worker("c", str(corpus), str(work), str(args.cpus), json.dumps(options))
+    with_init = frames / (r["seconds"] + r["ray_init_seconds"])
+    steady = frames / r["steady_seconds"]
+    STEADY["c"] = max(STEADY.get("c", 0.0), steady)
+    return frames / r["seconds"], (f"{options} ({r['seconds']:.1f} s, {r['ok']} ok, {r['failed']} failed; "
+                                   f"{steady:.1f} frames/s from the first video's start to the last's end, "
+                                   f"{with_init:.1f} with ray.init's {r['ray_init_seconds']:.1f} s; "
+                                   f"{r['cpu_seconds']:.0f} CPU-s in all)")
+
+
+def measure_d(work: Path, corpus: Path, frames: int, args) -> tuple[float, str]:
+    _note_load()
+    r = _run_worker("d", str(corpus), str(args.cpus))
+    return r["frames"] / r["seconds"], f"({r['seconds']:.1f} s; {r['cpu_seconds']:.0f} CPU-s in all)"
+
+
+MEASURE = {"a": measure_a, "b": measure_b, "c": measure_c, "d": measure_d}
+
+
+def _run_worker(*args: str) -> dict:
+    cpu = _children_cpu()
+    proc = subprocess.run([sys.executable, __file__, "--worker", *args], cwd=REPO, capture_output=True, text=True)
+    if proc.returncode != 0:
+        raise RuntimeError(f"worker {args[0]} failed:\n{proc.stderr[-3000:]}")
+    result = json.loads(proc.stdout.strip().splitlines()[-1])
+    # the whole process tree, start-up included
+    result["cpu_seconds"] = result.get("tree_cpu_seconds") or _children_cpu() - cpu
+    return result
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--copies", type=int, default=12, help="copies of each sample video (2 videos)")
+    parser.add_argument("--cpus", type=int, default=2, help="CPUs / workers for (b), (c), (d)")
+    parser.add_argument("--only", default="abcd", help="which measurements to run")
+    parser.add_argument("--repeat", type=int, default=1, help="measure each this many times, keep the best")
+    parser.add_argument("--job-options", default="{}",
+                        help="JSON of ExtractConfig fields for (c), or a list of them used in turn by each (c)")
+    parser.add_argument("--worker", nargs="*", help=argparse.SUPPRESS)
+    args = parser.parse_args()
+
+    if args.worker:
+        kind, *rest = args.worker
+        if kind == "a":
+            result = worker_a(Path(rest[0]), Path(rest[1]))
+        elif kind == "c":
+            result = worker_c(Path(rest[0]), Path(rest[1]), int(rest[2]), json.loads(rest[3]))
+        else:
+            result = worker_d(Path(rest[0]), int(rest[1]))
+        print(json.dumps(result))
+        return
+
+    with tempfile.TemporaryDirectory(prefix="bench-extract-") as tmp:
+        root = Path(tmp)
+        corpus = root / "corpus"
+        videos = make_corpus(corpus, args.copies)
+        frames = count_frames(videos)
+        print(f"corpus: {len(videos)} videos, {frames} frames ({corpus})")
+        rates: dict[str, float] = {}
+        for attempt in range(args.repeat):
+            for index, kind in enumerate(args.only):
+                rate, note = MEASURE[kind](root / f"{kind}-{attempt}-{index}", corpus, frames, args)
+                rates[kind] = max(rates.get(kind, 0.0), rate)
+                print(f"{LABELS[kind].format(n=args.cpus):<52} {rate:6.1f} frames/s  {note}  "
+                      f"[load avg before {LOAD_BEFORE[-1]:.1f}]", flush=True)
+        if args.repeat > 1:
+            print("best of", args.repeat, ":", ", ".join(f"({k}) {v:.1f}" for k, v in rates.items()))
+        if "c" in rates and "b" in rates:
+            print(f"(c)/(b) = {rates['c'] / rates['b']:.2f}   (target >= 1.0)")
+        if "c" in rates and "d" in rates:
+            print(f"(c)/(d) = {rates['c'] / rates['d']:.2f}   (target >= 0.9); without the actors' start-up "
+                  f"(as (d) is timed): {STEADY['c'] / rates['d']:.2f}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,187 @@
+"""The pieces of the embed job without Ray: input listing, resource sizing, the stages, the shard store."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pyarrow.parquet as pq
+import pytest
+
+import signclip
+from signclip import embed_inputs, embedding_store
+from signclip.embed_inputs import InputError
+from signclip.embed_resources import plan, ray_quantity
+from signclip.embed_stages import EmbedActor, RunSpec, featurize, model_spec, to_table, write_shard
+from tests.embed_helpers import LABELLED, bad_inputs, manifest_csv, tiny_model
+
+
+@pytest.fixture(scope="module")
+def model_dir(tmp_path_factory) -> Path:
+    return tiny_model(tmp_path_factory.mktemp("model") / "tiny")
+
+
+def spec_for(model_dir: Path, output: Path, **kw) -> RunSpec:
+    return RunSpec(**model_spec(str(model_dir)), output=str(output), run_id="r1", **kw)
+
+
+# --- inputs ------------------------------------------------------------------------------------------
+
+def test_folder_ids_are_relative_paths_without_suffix(poses_dir):
+    items = embed_inputs.from_files(str(poses_dir))
+    assert [i.id for i in items] == sorted(p.stem for p in poses_dir.glob("*.pose"))
+    assert {i.kind for i in items} == {"pose"}
+    glob_items = embed_inputs.from_files(str(poses_dir / "house-*.pose"))
+    assert [i.id for i in glob_items] == ["house-colin-1", "house-spreadthesign"]
+
+
+def test_manifest_resolves_relative_paths_and_carries_labels(tmp_path, poses_dir):
+    (tmp_path / "sub").mkdir()
+    (tmp_path / "sub" / "a.pose").write_bytes((poses_dir / "sad-colin.pose").read_bytes())
+    m = manifest_csv(tmp_path / "m.csv", [
+        {"path": "sub/a.pose", "gloss": "sad", "language": "ase", "split": "test"},
+        {"path": str(poses_dir / "library.pose"), "id": "lib", "gloss": "library", "language": "ase", "split": ""}])
+    a, b = embed_inputs.list_items(str(m))
+    assert (a.id, a.source, a.gloss, a.language, a.split) == ("sub/a", str(tmp_path / "sub" / "a.pose"), "sad",
+                                                            "ase", "test")
+    assert (b.id, b.kind, b.gloss) == ("lib", "pose", "library")
+
+
+def test_prompts_from_file_collapse_duplicates(tmp_path):
+    f = tmp_path / "prompts.txt"
+    f.write_text("<en> <ase> house\n\n  <en> <ase> sad  \n<en> <ase> house\n")
+    items = embed_inputs.list_items(texts=str(f))
+    assert [i.text for i in items] == ["<en> <ase> house", "<en> <ase> sad"]
+    assert items[0].id == embed_inputs.text_id("<en> <ase> house") and items[0].kind == "text"
+    assert items[1].source == f"{f}:3"
+
+
+def test_prompts_from_a_manifest_column(tmp_path):
+    m = manifest_csv(tmp_path / "p.csv", [{"prompt": "<en> <ase> house"}, {"prompt": "<en> <gsg> haus"}])
+    items = embed_inputs.list_items(str(m), text_column="prompt")
+    assert [(i.kind, i.text) for i in items] == [("text", "<en> <ase> house"), ("text", "<en> <gsg> haus")]
+
+
+@pytest.mark.parametrize("case", ["empty-folder", "missing", "duplicate-ids", "unsafe-id", "nothing"])
+def test_unusable_inputs_raise_input_error(tmp_path, poses_dir, case):
+    kwargs = {}
+    if case == "empty-folder":
+        (tmp_path / "empty").mkdir()
+        kwargs["input_path"], match = str(tmp_path / "empty"), "empty input"
+    elif case == "missing":
+        kwargs["input_path"], match = str(tmp_path / "nope"), "no such file"
+    elif case == "duplicate-ids":
+        kwargs["input_path"] = str(manifest_csv(tmp_path / "d.csv", [
+            {"id": "x", "path": str(poses_dir / "library.pose")},
+            {"id": "x", "path": str(poses_dir / "sad-colin.pose")}]))
+        match = "id 'x' names both"
+    elif case == "unsafe-id":
+        kwargs["input_path"] = str(manifest_csv(tmp_path / "u.csv", [{"id": "../x", "path": "a.pose"}]))
+        match = "not usable as a relative file name"
+    else:
+        match = "nothing to embed"
+    with pytest.raises(InputError, match=match):
+        embed_inputs.list_items(**kwargs)
+
+
+# --- resources ---------------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("cpus,actors,videos", [(2, 1, False), (2, 2, False), (2, 1, True), (16, 3, True),
+                                                (1, 1, False)])
+def test_every_stage_fits_beside_the_actors(cpus, actors, videos):
+    r = plan(cpus, 0, actors, videos=videos)
+    held = r.actors * r.actor_cpus + r.extract_actors * r.extract_cpus
+    assert held < cpus, "the actors must leave CPU for the task stages"
+    assert held + r.feature_cpus + r.writer_cpus <= cpus + 1e-9
+    assert min(r.actor_cpus, r.feature_cpus, r.writer_cpus) > 0 and r.device == "cpu"
+    for q in (r.actor_cpus, r.feature_cpus, r.writer_cpus, r.extract_cpus):
+        assert q < 1 or q == int(q), "Ray takes fractions below 1 and whole numbers above"
+
+
+def test_gpu_actors_and_threads():
+    r = plan(16, 2, 2)
+    assert (r.actor_gpus, r.actor_cpus, r.device) == (1.0, 1.0, "cuda")
+    assert plan(2, 0, 1).threads == 2 and plan(2, 0, 2).threads == 1
+    with pytest.raises(ValueError, match="GPU"):
+        plan(8, 1, 2, use_gpu=True)
+    assert ray_quantity(1.7) == 1.0 and ray_quantity(0.667) == 0.66
+
+
+# --- stages, without Ray -------------------------------------------------------------------------------
+
+def test_stages_isolate_bad_inputs_and_match_the_embedder(tmp_path, poses_dir, model_dir):
+    bad = bad_inputs(tmp_path / "bad", poses_dir)
+    rows = {**{k: poses_dir / f"{k}.pose" for k in LABELLED}, **bad}
+    batch = {"id": np.array(list(rows), dtype=object), "kind": np.array(["pose"] * len(rows), dtype=object),
+             "source": np.array([str(p) for p in rows.values()], dtype=object),
+             "text": np.array([""] * len(rows), dtype=object)}
+    spec = spec_for(model_dir, tmp_path / "out", npy_dir=str(tmp_path / "npy"))
+    out = EmbedActor(spec)(featurize(batch, spec))
+    status = dict(zip(out["id"], out["status"]))
+    error = dict(zip(out["id"], out["error"]))
+    assert {k for k, s in status.items() if s == "ok"} == set(LABELLED) | {"long"}
+    assert "not a readable .pose" in error["garbage"] and "empty file" in error["empty"]
+    assert "zero frames" in error["zero-frames"] and "no such file" in error["missing"]
+    assert all("not a MediaPipe Holistic pose" in error[k] for k in ("reduced-holistic-178", "openpose-137"))
+    ok = [i for i, s in enumerate(out["status"]) if s == "ok"]
+    expected = signclip.Embedder(signclip.load(model_dir)).embed_poses([str(out["source"][i]) for i in ok])
+    np.testing.assert_allclose(out["embedding"][ok], expected, atol=1e-5)
+
+    summary = write_shard(out, spec)
+    table = pq.read_table(summary["shard"][0])
+    assert table.schema == embedding_store.schema(spec.embedding_dim)
+    assert table.num_rows == len(rows) and summary["ok"][0] == len(ok)
+    failed = table.filter(table.column("status").to_numpy(zero_copy_only=False) == "failed")
+    assert failed.column("embedding").null_count == failed.num_rows
+    assert sorted(p.stem for p in (tmp_path / "npy").glob("*.npy")) == sorted(set(LABELLED) | {"long"})
+
+
+# --- the shard store -------------------------------------------------------------------------------------
+
+def _rows(spec: RunSpec, ids: list[str], status: str, value: float) -> dict:
+    n = len(ids)
+    return {"id": np.array(ids, dtype=object), "kind": np.array(["pose"] * n, dtype=object),
+            "source": np.array([f"{i}.pose" for i in ids], dtype=object),
+            "status": np.array([status] * n, dtype=object), "error": np.array([""] * n, dtype=object),
+            "frames": np.full(n, 10), "segments": np.full(n, 1),
+            "embedding": np.full((n, spec.embedding_dim), value, dtype=np.float32)}
+
+
+def test_readers_keep_one_row_per_id_and_ignore_partial_files(tmp_path, model_dir):
+    out = tmp_path / "emb"
+    spec = spec_for(model_dir, out)
+    embedding_store.write_shard(to_table(_rows(spec, ["a", "b"], "failed", 0), spec), str(out), "r1", "x")
+    embedding_store.write_shard(to_table(_rows(spec, ["b", "c"], "ok", 2.0), spec), str(out), "r2", "x")
+    embedding_store.write_shard(to_table(_rows(spec, ["c"], "failed", 0), spec), str(out), "r3", "x")
+    (out / "shards" / "part-r4-y.parquet.tmp-0123").write_bytes(b"half a shard")  # a write cut short
+    index = embedding_store.read_index(str(out))
+    assert dict(zip(index["id"], index["status"])) == {"a": "failed", "b": "ok", "c": "ok"}
+    corpus = embedding_store.load(str(out))
+    assert list(corpus.meta["id"]) == ["b", "c"]
+    np.testing.assert_array_equal(corpus.embeddings, np.full((2, spec.embedding_dim), 2.0, dtype=np.float32))
+    assert corpus.meta["frames"].dtype == pd.Int64Dtype()
+
+
+def test_npy_path_layout(tmp_path):
+    embedding_store.write_npy(str(tmp_path), "a/b", np.arange(4, dtype=np.float64))
+    arr = np.load(tmp_path / "a" / "b.npy")
+    assert arr.shape == (4,) and arr.dtype == np.float32
+
+
+def test_pending_skips_written_ids_and_retries_failed_ones_on_request(tmp_path, model_dir):
+    from jobs.embed import EmbedOptions, pending
+
+    out = tmp_path / "emb"
+    spec = spec_for(model_dir, out)
+    embedding_store.write_shard(to_table(_rows(spec, ["a"], "ok", 1.0), spec), str(out), "r1", "x")
+    embedding_store.write_shard(to_table(_rows(spec, ["b"], "failed", 0), spec), str(out), "r1", "y")
+    items = [embed_inputs.Item(id=i, kind="pose", source=f"{i}.pose") for i in "abc"]
+    fields = model_spec(str(model_dir))
+    opts = EmbedOptions(model=str(model_dir), output=str(out))
+    assert [i.id for i in pending(items, opts, fields)] == ["c"]
+    opts.retry_failed = True
+    assert [i.id for i in pending(items, opts, fields)] == ["b", "c"]
+    opts.flip = True
+    with pytest.raises(InputError, match="made with flip=False, this run uses flip=True"):
+        pending(items, opts, fields)

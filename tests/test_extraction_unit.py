@@ -1,0 +1,427 @@
+"""The Ray-free half of video -> pose extraction: decode, Holistic options and reset, pose building,
+per-video status, planning, manifests. Real videos from the shared sample data; MediaPipe on CPU."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+import pytest
+from pose_format import Pose
+
+from signclip import manifest, storage
+from signclip.extraction import (MANIFEST_SCHEMA, HolisticConfig, HolisticRunner, VideoTask, parse_options,
+                                 process_video, read_pose_summary)
+from signclip.extraction_plan import plan
+from signclip.video import VideoError, open_video
+
+BIN = Path(sys.executable).parent
+
+pytestmark = pytest.mark.filterwarnings("ignore:label\\(\\) is deprecated:DeprecationWarning")
+
+
+# ------------------------------------------------------------------------------------------- helpers
+
+def write_video(path: Path, frames: list[np.ndarray], fps: float = 24.0) -> Path:
+    """Write BGR frames with OpenCV (mp4v), as a test corpus needs."""
+    h, w = frames[0].shape[:2]
+    writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"mp4v"), fps, (w, h))
+    for frame in frames:
+        writer.write(frame)
+    writer.release()
+    return path
+
+
+def bgr_frames(video: Path) -> list[np.ndarray]:
+    cap = cv2.VideoCapture(str(video))
+    frames = []
+    while True:
+        ok, frame = cap.read()
+        if not ok:
+            return frames
+        frames.append(frame)
+
+
+def make_bad_inputs(folder: Path, videos_dir: Path) -> dict[str, Path]:
+    """One file per kind of bad input, named by kind."""
+    folder.mkdir(parents=True, exist_ok=True)
+    real = (videos_dir / "test_video.mp4").read_bytes()
+    bad = {
+        "empty": folder / "empty.mp4",
+        "text": folder / "text.mp4",
+        "truncated": folder / "truncated.mp4",
+        "codec": folder / "codec.mp4",
+    }
+    bad["empty"].write_bytes(b"")
+    bad["text"].write_text("this is a text file, not a video\n")
+    bad["truncated"].write_bytes(real[: len(real) // 2])
+    bad["codec"].write_bytes(real.replace(b"avc1", b"zzz9"))  # the sample entry names a codec nobody has
+    bad["nobody"] = write_video(folder / "nobody.mp4", [np.zeros((240, 320, 3), np.uint8)] * 12)
+    return bad
+
+
+def read_pose(path: str | Path) -> Pose:
+    return Pose.read(storage.read_bytes(str(path)))
+
+
+# ------------------------------------------------------------------------------------------- decoding
+
+@pytest.mark.parametrize("name,frames,width,height,fps", [
+    ("sample_video.mp4", 9, 1280, 720, 24.0),
+    ("test_video.mp4", 58, 540, 720, 29.916666666666668),
+])
+def test_decode_streams_rgb_frames_and_metadata(videos_dir, name, frames, width, height, fps):
+    from simple_video_utils.frames import read_frames_exact  # pose-format's decoder (PyAV)
+
+    reference = read_frames_exact(str(videos_dir / name))
+    with open_video(str(videos_dir / name)) as video:
+        assert (video.info.width, video.info.height, video.info.declared_frames) == (width, height, frames)
+        assert video.info.fps == pytest.approx(fps, abs=1e-9)
+        assert video.info.codec == "h264"
+        count = 0
+        for ours, theirs in zip(video, reference, strict=True):
+            assert ours.shape == (height, width, 3) and ours.dtype == np.uint8
+            assert np.array_equal(ours, theirs)  # the same RGB pixels pose-format feeds Holistic
+            count += 1
+        assert count == frames == video.frames_read
+        assert video.measured_fps() == pytest.approx(fps, rel=0.01)
+
+
+def test_read_ahead_keeps_order_passes_errors_and_stops_early(videos_dir):
+    from signclip.video import read_ahead
+
+    with open_video(str(videos_dir / "test_video.mp4")) as video, read_ahead(video, 4) as frames:
+        ahead = [f.copy() for f in frames]
+    with open_video(str(videos_dir / "test_video.mp4")) as video:
+        assert all(np.array_equal(a, b) for a, b in zip(ahead, video, strict=True))
+
+    def failing():
+        yield 1
+        raise OSError("disk gone")
+
+    with read_ahead(failing(), 2) as items:
+        assert next(items) == 1
+        with pytest.raises(OSError, match="disk gone"):
+            next(items)
+    with open_video(str(videos_dir / "test_video.mp4")) as video, read_ahead(video, 2) as frames:
+        next(frames)  # leaving early stops the producer before the video closes
+
+
+def test_decode_reads_s3(videos_dir, s3_bucket):
+    uri = f"{s3_bucket}/v/sample.mp4"
+    storage.write_bytes_atomic(uri, (videos_dir / "sample_video.mp4").read_bytes())
+    with open_video(uri) as video:
+        assert sum(1 for _ in video) == 9
+
+
+@pytest.mark.parametrize("kind,message", [
+    ("empty", "empty file (0 bytes)"),
+    ("text", "not a video file: unrecognised container"),
+    ("codec", "unsupported or unknown codec: no decoder for sample entry 'zzz9'"),
+])
+def test_unreadable_videos_are_explained(tmp_path, videos_dir, kind, message):
+    bad = make_bad_inputs(tmp_path, videos_dir)
+    with pytest.raises(VideoError, match=message.replace("(", r"\(").replace(")", r"\)")):
+        with open_video(str(bad[kind])):
+            pass
+
+
+def test_missing_video_raises_file_not_found(tmp_path):
+    with pytest.raises(FileNotFoundError):
+        with open_video(str(tmp_path / "absent.mp4")):
+            pass
+
+
+# ------------------------------------------------------------------------------------------- options
+
+def test_holistic_options_parse_validate_and_reject():
+    assert HolisticConfig() == HolisticConfig.from_options({})
+    config = HolisticConfig.from_options(parse_options("model_complexity=1, refine_face_landmarks=true,"
+                                                       "min_detection_confidence=0.7"))
+    assert config.refine_face_landmarks is True and config.min_detection_confidence == 0.7
+    assert config.additional_face_points == 10 and config.as_kwargs()["model_complexity"] == 1
+    with pytest.raises(ValueError, match="unknown Holistic option"):
+        HolisticConfig.from_options({"model_complexityy": 1})
+    with pytest.raises(ValueError, match=r"must be in \[0, 1\]"):
+        HolisticConfig.from_options({"min_tracking_confidence": "1.5"})
+    with pytest.raises(ValueError, match="must be true or false"):
+        HolisticConfig.from_options({"smooth_landmarks": "maybe"})
+    with pytest.raises(ValueError, match="must be 0, 1 or 2"):
+        HolisticConfig.from_options({"model_complexity": 3})
+    with pytest.raises(ValueError, match="not of the form name=value"):
+        parse_options("refine_face_landmarks")
+
+
+@pytest.mark.parametrize("complexity,model", [(0, "pose_landmark_lite.tflite"), (2, "pose_landmark_heavy.tflite")])
+def test_options_needing_a_download_fail_up_front(complexity, model):
+    from signclip.extraction import missing_model
+
+    if missing_model(complexity) is None:
+        pytest.skip(f"{model} is installed here")
+    with pytest.raises(ValueError, match=f"model_complexity={complexity} needs {model}.*would download"):
+        HolisticConfig.from_options({"model_complexity": complexity})
+    with pytest.raises(ValueError, match="would download"):
+        HolisticRunner(HolisticConfig(model_complexity=complexity))
+
+
+# ------------------------------------------------------------------------------------------- Holistic
+
+@pytest.fixture(scope="module")
+def reused_runner_poses(videos_dir, tmp_path_factory) -> dict[str, bytes]:
+    """Both real videos through ONE runner, the short one first."""
+    out = tmp_path_factory.mktemp("reused")
+    runner = HolisticRunner()
+    poses = {}
+    for name in ("sample_video", "test_video"):
+        row = process_video(VideoTask(name, str(videos_dir / f"{name}.mp4"), str(out / f"{name}.pose")), runner)
+        assert row["status"] == "ok", row
+        poses[name] = (out / f"{name}.pose").read_bytes()
+    runner.close()
+    return poses
+
+
+def test_reused_runner_equals_fresh_instance_byte_for_byte(reused_runner_poses, videos_dir, tmp_path):
+    fresh = HolisticRunner()
+    process_video(VideoTask("t", str(videos_dir / "test_video.mp4"), str(tmp_path / "fresh.pose")), fresh,
+                  decode_ahead=3)  # decoding in a background thread changes nothing either
+    assert (tmp_path / "fresh.pose").read_bytes() == reused_runner_poses["test_video"]
+
+
+@pytest.mark.parametrize("name", ["sample_video", "test_video"])
+def test_equals_pose_formats_video_to_pose(reused_runner_poses, videos_dir, tmp_path, name):
+    """Same options (model_complexity=1) through pose-format's own CLI, in a fresh process."""
+    reference = tmp_path / "ref.pose"
+    subprocess.run([str(BIN / "video_to_pose"), "-i", str(videos_dir / f"{name}.mp4"), "-o", str(reference)],
+                   check=True, capture_output=True)
+    ours, theirs = Pose.read(reused_runner_poses[name]), Pose.read(reference.read_bytes())
+    assert ours.header.dimensions == theirs.header.dimensions
+    assert [(c.name, c.points) for c in ours.header.components] == [(c.name, c.points) for c in
+                                                                      theirs.header.components]
+    assert ours.body.data.shape == theirs.body.data.shape
+    assert ours.body.fps == theirs.body.fps
+    assert np.array_equal(ours.body.confidence, theirs.body.confidence)
+    # measured: 0.0 (the files are byte-identical); allow float noise should a platform differ
+    assert np.abs(ours.body.data.data - theirs.body.data.data).max() <= 1e-3
+    assert reused_runner_poses[name] == reference.read_bytes()
+
+
+def test_other_holistic_options_pass_through(videos_dir, tmp_path):
+    """refine_face_landmarks=true: 478 face points, still equal to video_to_pose with the same options."""
+    video = str(videos_dir / "sample_video.mp4")
+    config = HolisticConfig.from_options(parse_options("refine_face_landmarks=true"))
+    row = process_video(VideoTask("s", video, str(tmp_path / "ours.pose")), HolisticRunner(config))
+    assert row["status"] == "ok"
+    subprocess.run([str(BIN / "video_to_pose"), "-i", video, "-o", str(tmp_path / "ref.pose"),
+                    "--additional-config", "model_complexity=1,refine_face_landmarks=true"],
+                   check=True, capture_output=True)
+    ours = read_pose(tmp_path / "ours.pose")
+    assert [len(c.points) for c in ours.header.components] == [33, 478, 21, 21, 33]
+    assert (tmp_path / "ours.pose").read_bytes() == (tmp_path / "ref.pose").read_bytes()
+    assert read_pose_summary(str(tmp_path / "ours.pose"), config).frames == 9
+
+
+def test_pose_layout_and_values(reused_runner_poses):
+    pose = Pose.read(reused_runner_poses["test_video"])
+    assert [(c.name, len(c.points)) for c in pose.header.components] == [
+        ("POSE_LANDMARKS", 33), ("FACE_LANDMARKS", 468), ("LEFT_HAND_LANDMARKS", 21),
+        ("RIGHT_HAND_LANDMARKS", 21), ("POSE_WORLD_LANDMARKS", 33)]
+    assert pose.header.version == pytest.approx(0.2)
+    assert pose.body.data.shape == (58, 1, 576, 3)
+    assert pose.body.fps == pytest.approx(29.916666, abs=1e-5)  # a float, not int(fps)
+    nose = pose.body.data[:, 0, 0, :2]  # in pixels of the 540x720 video (landmarks may leave the frame)
+    assert nose.count() == 2 * 58 and 0 < nose[:, 0].min() < nose[:, 0].max() < 540 and 0 < nose[:, 1].max() < 720
+
+
+# ------------------------------------------------------------------------------------------- one video
+
+def test_bad_inputs_give_failed_rows_with_reasons(tmp_path, videos_dir):
+    bad = make_bad_inputs(tmp_path / "in", videos_dir)
+    runner = HolisticRunner()
+    rows = {kind: process_video(VideoTask(kind, str(path), str(tmp_path / "out" / f"{kind}.pose")), runner)
+            for kind, path in bad.items()}
+    rows["missing"] = process_video(VideoTask("missing", str(tmp_path / "nope.mp4"), str(tmp_path / "m.pose")),
+                                    runner)
+    expected = {
+        "empty": "empty file (0 bytes)",
+        "text": "not a video file",
+        "truncated": "truncated or corrupt video: decoded 23 of the 58 frames",
+        "codec": "unsupported or unknown codec",
+        "missing": "no such file",
+    }
+    for kind, message in expected.items():
+        assert rows[kind]["status"] == "failed", rows[kind]
+        assert message in rows[kind]["error"], rows[kind]
+        assert rows[kind]["pose_path"] is None
+        assert not (tmp_path / "out" / f"{kind}.pose").exists()
+    nobody = rows["nobody"]
+    assert nobody["status"] == "ok" and nobody["error"] == ""
+    assert "no person detected" in nobody["warning"]
+    pose = read_pose(nobody["pose_path"])
+    assert pose.body.data.shape[0] == 12 and pose.body.data.mask.all()  # every point masked
+    manifest.to_table(rows.values(), MANIFEST_SCHEMA)  # every row fits the manifest schema
+
+
+def test_resume_skips_valid_pose_and_redoes_bad_or_mismatched_ones(tmp_path, videos_dir):
+    video = str(videos_dir / "sample_video.mp4")
+    target = tmp_path / "s.pose"
+    runner = HolisticRunner()
+    first = process_video(VideoTask("s", video, str(target)), runner)
+    assert first["status"] == "ok"
+    good = target.read_bytes()
+
+    again = process_video(VideoTask("s", video, str(target), pose_exists=True), runner)
+    assert again["status"] == "skipped"
+    assert (again["frames"], again["fps"], again["width"], again["height"]) == (9, 24.0, 1280, 720)
+
+    assert process_video(VideoTask("s", video, str(target), pose_exists=True), runner,
+                         overwrite=True)["status"] == "ok"
+
+    target.write_bytes(good[: len(good) // 2])  # what a non-atomic writer killed mid-way would leave
+    with pytest.raises(ValueError, match="unreadable"):
+        read_pose_summary(str(target), runner.config)
+    redone = process_video(VideoTask("s", video, str(target), pose_exists=True), runner)
+    assert redone["status"] == "ok" and target.read_bytes() == good
+
+    refined = HolisticConfig(refine_face_landmarks=True)
+    with pytest.raises(ValueError, match="layout"):
+        read_pose_summary(str(target), refined)
+
+
+def test_worker_memory_does_not_grow_with_video_length(tmp_path, videos_dir):
+    """Peak RSS of one extraction process: a 9-frame 1280x720 video vs the same video 16 times over.
+
+    Holding the long video's frames would add 135 x 2.7 MB = 370 MB; a stream adds only landmarks.
+    """
+    frames = bgr_frames(videos_dir / "sample_video.mp4")
+    short = write_video(tmp_path / "short.mp4", frames)
+    long = write_video(tmp_path / "long.mp4", frames * 16)
+    script = ("import json, resource, sys\n"
+              "from signclip.extraction import HolisticRunner, VideoTask, process_video\n"
+              "row = process_video(VideoTask('v', sys.argv[1], sys.argv[2]), HolisticRunner())\n"
+              "print(json.dumps({'frames': row['frames'], 'status': row['status'],\n"
+              "                  'rss_mb': resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}))\n")
+    peaks = {}
+    for video in (short, long):
+        out = subprocess.run([sys.executable, "-c", script, str(video), str(tmp_path / f"{video.stem}.pose")],
+                             check=True, capture_output=True, text=True)
+        peaks[video.stem] = json.loads(out.stdout.strip().splitlines()[-1])
+    assert peaks["short"]["frames"] == 9 and peaks["long"]["frames"] == 144
+    growth = peaks["long"]["rss_mb"] - peaks["short"]["rss_mb"]
+    print(f"peak RSS: 9 frames {peaks['short']['rss_mb']:.0f} MB, 144 frames {peaks['long']['rss_mb']:.0f} MB")
+    assert growth < 60, peaks
+
+
+# ------------------------------------------------------------------------------------------- planning
+
+def test_plan_mirrors_relative_paths_and_flags_existing_poses(tmp_path, videos_dir):
+    src = tmp_path / "videos"
+    (src / "a" / "b").mkdir(parents=True)
+    (src / "a" / "b" / "one.mp4").write_bytes(b"x")
+    (src / "two.mov").write_bytes(b"x")
+    (src / "notes.txt").write_text("not a video")
+    out = tmp_path / "poses"
+    (out / "a" / "b").mkdir(parents=True)
+    (out / "a" / "b" / "one.pose").write_bytes(b"old")
+
+    tasks = plan(str(src), str(out))
+    assert [(t.id, Path(t.pose_path).relative_to(out).as_posix(), t.pose_exists) for t in tasks] == [
+        ("a/b/one", "a/b/one.pose", True), ("two", "two.pose", False)]
+
+    globbed = plan(str(src / "a" / "**" / "*.mp4"), str(out))
+    assert [Path(t.pose_path).relative_to(out).as_posix() for t in globbed] == ["b/one.pose"]
+
+    single = plan(str(src / "two.mov"), str(out))
+    assert [(t.id, Path(t.pose_path).name) for t in single] == [("two", "two.pose")]
+
+    (src / "two.mp4").write_bytes(b"x")
+    with pytest.raises(ValueError, match="would both write"):
+        plan(str(src), str(out))
+
+
+def test_plan_from_csv_and_parquet_manifests(tmp_path):
+    (tmp_path / "clips" / "x").mkdir(parents=True)
+    for name in ("x/1.mp4", "2.mp4"):
+        (tmp_path / "clips" / name).write_bytes(b"x")
+    frame = pd.DataFrame({"id": ["first", "second"], "path": ["clips/x/1.mp4", str(tmp_path / "clips" / "2.mp4")],
+                          "gloss": ["house", "sad"]})
+    frame.to_csv(tmp_path / "list.csv", index=False)
+    frame.to_parquet(tmp_path / "list.parquet")
+    for name in ("list.csv", "list.parquet"):
+        tasks = plan(str(tmp_path / name), str(tmp_path / "out"))
+        assert [t.id for t in tasks] == ["first", "second"]
+        assert [Path(t.pose_path).relative_to(tmp_path / "out").as_posix() for t in tasks] == [
+            "clips/x/1.pose", "clips/2.pose"]
+    with pytest.raises(ValueError, match="no 'video' column"):
+        plan(str(tmp_path / "list.csv"), str(tmp_path / "out"), path_column="video")
+
+
+def test_plan_and_manifests_on_s3(s3_bucket):
+    for name in ("v/a/1.mp4", "v/2.mp4"):
+        storage.write_bytes_atomic(f"{s3_bucket}/{name}", b"x")
+    storage.write_bytes_atomic(f"{s3_bucket}/poses/a/1.pose", b"old")
+    tasks = plan(f"{s3_bucket}/v", f"{s3_bucket}/poses")
+    assert [(t.id, t.pose_path, t.pose_exists) for t in tasks] == [
+        ("2", f"{s3_bucket}/poses/2.pose", False), ("a/1", f"{s3_bucket}/poses/a/1.pose", True)]
+
+    csv = pd.DataFrame({"path": ["a/1.mp4", "2.mp4"]}).to_csv(index=False).encode()
+    storage.write_bytes_atomic(f"{s3_bucket}/v/list.csv", csv)
+    from_manifest = plan(f"{s3_bucket}/v/list.csv", f"{s3_bucket}/poses")
+    assert [t.video_path for t in from_manifest] == [f"{s3_bucket}/v/a/1.mp4", f"{s3_bucket}/v/2.mp4"]
+
+    rows = [{"id": "a", "status": "ok", "frames": 3, "fps": 29.97}, {"id": "b", "status": "failed", "error": "x"}]
+    manifest.write_manifest(rows, f"{s3_bucket}/out/manifest.parquet", MANIFEST_SCHEMA)
+    back = manifest.read_manifest(f"{s3_bucket}/out/manifest.parquet")
+    assert list(back.columns) == MANIFEST_SCHEMA.names
+    assert back["fps"].tolist()[0] == 29.97 and pd.isna(back["fps"].tolist()[1])
+    assert manifest.status_counts(pa.Table.from_pandas(back)) == {"ok": 1, "failed": 1, "skipped": 0}
+
+
+def test_manifest_rows_keep_schema_and_order(tmp_path):
+    table = manifest.to_table([{"status": "skipped", "id": "z", "extra": 1}], MANIFEST_SCHEMA)
+    assert table.schema == MANIFEST_SCHEMA and table.num_rows == 1
+    manifest.write_manifest(table, str(tmp_path / "m.parquet"))
+    assert manifest.read_manifest(str(tmp_path / "m.parquet"))["id"].tolist() == ["z"]
+    with pytest.raises(ValueError, match="manifest must be"):
+        manifest.read_manifest(_write(tmp_path / "m.json", b"{}"))
+    assert manifest.resolve("x/y.mp4", "s3://b/lists/m.csv") == "s3://b/lists/x/y.mp4"
+    assert manifest.resolve("../y.mp4", "s3://b/lists/m.csv") == "s3://b/y.mp4"
+    assert manifest.resolve("s3://c/z.mp4", "s3://b/m.csv") == "s3://c/z.mp4"
+
+
+def _write(path: Path, data: bytes) -> str:
+    path.write_bytes(data)
+    return str(path)
+
+
+
+# ------------------------------------------------------------------------------------------- job options (no Ray)
+
+def test_actor_pool_leaves_room_for_other_stages():
+    from jobs.extract import ExtractConfig, actor_pool_sizes
+
+    config = ExtractConfig(input="in", output="out")  # 0.9 CPU per actor
+    assert actor_pool_sizes(config, cluster_cpus=2.0, videos=24) == (1, 2, 2)  # 1.8 of 2 CPUs
+    assert actor_pool_sizes(config, cluster_cpus=2.0, videos=1) == (1, 1, 2)  # starts with what the work needs
+    assert actor_pool_sizes(config, cluster_cpus=16.0, videos=100) == (1, 17, 17)
+    one_cpu = ExtractConfig(input="in", output="out", cpus_per_actor=1.0, min_actors=4, max_actors=3)
+    assert actor_pool_sizes(one_cpu, cluster_cpus=2.0, videos=10) == (3, 3, 3)
+
+
+def test_command_line_maps_to_config():
+    from jobs.extract import build_parser, config_from_args
+
+    args = build_parser().parse_args(["--input", "s3://b/v", "--output", "out", "--overwrite",
+                                      "--holistic-options", "refine_face_landmarks=true,min_tracking_confidence=0.6",
+                                      "--cpus-per-actor", "0.5", "--max-actors", "3", "--no-progress"])
+    config = config_from_args(args)
+    assert (config.input, config.output, config.overwrite, config.progress) == ("s3://b/v", "out", True, False)
+    assert config.holistic == HolisticConfig(refine_face_landmarks=True, min_tracking_confidence=0.6)
+    assert (config.cpus_per_actor, config.max_actors) == (0.5, 3)
+    with pytest.raises(ValueError, match="unknown Holistic option"):
+        config_from_args(build_parser().parse_args(["--input", "x", "--output", "y", "--holistic-options", "nope=1"]))
