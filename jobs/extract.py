@@ -216,7 +216,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--id-column", default=d.id_column, help="manifest column with ids")
     p.add_argument("--cpus-per-actor", type=float, default=d.cpus_per_actor, help="CPUs per extraction actor")
     p.add_argument("--min-actors", type=int, default=d.min_actors, help="smallest actor pool")
-    p.add_argument("--max-actors", type=int, default=None, help="largest actor pool (unset: as many as the cluster CPUs allow)")
+    p.add_argument("--max-actors", type=int, default=None,
+                   help="largest actor pool (unset: as many as the cluster CPUs allow)")
     p.add_argument("--tasks-per-actor", type=int, default=d.max_tasks_in_flight_per_actor,
                    help="videos queued per actor")
     p.add_argument("--decode-threads", type=int, default=d.decode_threads, help="FFmpeg threads per video (0: auto)")

@@ -15,7 +15,6 @@ from __future__ import annotations
 import json
 import logging
 import os
-import tempfile
 import time
 import uuid
 from dataclasses import dataclass
@@ -78,13 +77,14 @@ def model_spec(model_dir: str) -> dict[str, Any]:
 
 
 def local_model_dir(model_dir: str) -> str:
-    """``model_dir`` itself when local; a remote model is copied once into a local cache folder."""
+    """``model_dir`` itself when local; a remote model is copied into ``$SIGNCLIP_CACHE/models`` (default
+    ``~/.cache/signclip/models``) once, files re-fetched when their size changed."""
     if not storage.is_remote(model_dir):
         return os.path.abspath(model_dir)
     import hashlib
 
-    cache = os.path.join(os.environ.get("SIGNCLIP_CACHE", os.path.join(tempfile.gettempdir(), "signclip")),
-                         "models", hashlib.sha1(model_dir.encode()).hexdigest()[:16])
+    root = os.environ.get("SIGNCLIP_CACHE", os.path.join(os.path.expanduser("~"), ".cache", "signclip"))
+    cache = os.path.join(root, "models", hashlib.sha1(model_dir.encode()).hexdigest()[:16])
     fs, stripped = storage.filesystem(model_dir)
     for remote in fs.find(stripped):
         target = os.path.join(cache, os.path.relpath(remote, stripped))

@@ -46,7 +46,8 @@ def _common_dir(paths: list[str]) -> str:
     return os.path.commonpath([os.path.dirname(os.path.abspath(p)) for p in paths])
 
 
-def list_inputs(source: str, path_column: str = "path", id_column: str = "id") -> tuple[list[tuple[str | None, str]], str]:
+def list_inputs(source: str, path_column: str = "path",
+                id_column: str = "id") -> tuple[list[tuple[str | None, str]], str]:
     """The videos ``source`` names, as ``(id or None, path)`` pairs, and the root their output paths mirror."""
     if manifest.is_manifest(source):
         table = manifest.read_manifest(source)

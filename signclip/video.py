@@ -242,5 +242,6 @@ def explain_unreadable(local_path: str) -> str:
             return "truncated or corrupt mp4: no 'moov' box (the index of the file is missing)"
         tags = _mp4_codec_tags(head)
         if tags:
-            return f"unsupported or unknown codec: no decoder for sample entry {', '.join(map(repr, tags))} ({container})"
+            names = ", ".join(map(repr, tags))
+            return f"unsupported or unknown codec: no decoder for sample entry {names} ({container})"
     return f"cannot open video: {container} container, but no decodable video stream (unknown codec or corrupt file)"
