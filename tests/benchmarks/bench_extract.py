@@ -72,30 +72,6 @@ def worker_a(corpus: Path, out: Path) -> dict:
     return {"seconds": time.perf_counter() - start}
 
 
-def _process_tree_cpu(root: int) -> float:
-    """CPU seconds of ``root`` and every live descendant (each with its reaped children), from /proc."""
-    import os
-
-    parents, times = {}, {}
-    for entry in os.listdir("/proc"):
-        if not entry.isdigit():
-            continue
-        try:
-            with open(f"/proc/{entry}/stat") as f:
-                fields = f.read().rsplit(")", 1)[1].split()
-        except OSError:
-            continue
-        parents[int(entry)] = int(fields[1])
-        times[int(entry)] = sum(int(x) for x in fields[11:15])  # utime stime cutime cstime
-    tree, frontier = {root}, [root]
-    while frontier:
-        parent = frontier.pop()
-        children = [pid for pid, ppid in parents.items() if ppid == parent and pid not in tree]
-        tree.update(children)
-        frontier.extend(children)
-    return sum(times.get(pid, 0) for pid in tree) / os.sysconf("SC_CLK_TCK")
-
-
 def worker_c(corpus: Path, out: Path, cpus: int, options: dict) -> dict:
     import logging
     import os
@@ -112,13 +88,12 @@ def worker_c(corpus: Path, out: Path, cpus: int, options: dict) -> dict:
     ray_start = time.perf_counter() - t
     config = ExtractConfig(input=str(corpus), output=str(out), progress=False, **options)
     summary = run(config)
-    cpu = _process_tree_cpu(os.getpid())  # Ray's processes are not reaped into our rusage: count them live
     ray.shutdown()
     rows = manifest.read_manifest(summary.manifest_path)
     start = rows["started_at"].min().timestamp()
     end = max(r.started_at.timestamp() + r.seconds for r in rows.itertuples())
     return {"seconds": summary.seconds, "ray_init_seconds": ray_start, "ok": summary.ok, "failed": summary.failed,
-            "tree_cpu_seconds": cpu, "steady_seconds": end - start}
+            "steady_seconds": end - start}
 
 
 def _limit_process(videos: list[str], barrier, results) -> None:
@@ -224,8 +199,7 @@ def measure_c(work: Path, corpus: Path, frames: int, args) -> tuple[float, str]:
     STEADY["c"] = max(STEADY.get("c", 0.0), steady)
     return frames / r["seconds"], (f"{options} ({r['seconds']:.1f} s, {r['ok']} ok, {r['failed']} failed; "
                                    f"{steady:.1f} frames/s from the first video's start to the last's end, "
-                                   f"{with_init:.1f} with ray.init's {r['ray_init_seconds']:.1f} s; "
-                                   f"{r['cpu_seconds']:.0f} CPU-s in all)")
+                                   f"{with_init:.1f} with ray.init's {r['ray_init_seconds']:.1f} s)")
 
 
 def measure_d(work: Path, corpus: Path, frames: int, args) -> tuple[float, str]:
@@ -243,8 +217,8 @@ def _run_worker(*args: str) -> dict:
     if proc.returncode != 0:
         raise RuntimeError(f"worker {args[0]} failed:\n{proc.stderr[-3000:]}")
     result = json.loads(proc.stdout.strip().splitlines()[-1])
-    # the whole process tree, start-up included
-    result["cpu_seconds"] = result.get("tree_cpu_seconds") or _children_cpu() - cpu
+    # the whole process tree, start-up included (not Ray's processes: they are not our descendants' to reap)
+    result["cpu_seconds"] = _children_cpu() - cpu
     return result
 
 
