@@ -34,6 +34,11 @@ from signclip.embed_stages import EmbedActor, RunSpec, VideoToPose, featurize, m
 
 log = logging.getLogger("jobs.embed")
 
+# Padded frames per forward pass. On CPU small passes win: less padding (the clips of an actor batch are
+# sorted by length, then cut into passes) and activations that stay in cache; a GPU wants big ones.
+CPU_BATCH_FRAMES = 1024
+GPU_BATCH_FRAMES = 16384
+
 
 @dataclass
 class EmbedOptions:
@@ -58,8 +63,8 @@ class EmbedOptions:
     min_actors: int | None = None  # min size of the pool (default: actors)
     threads: int | None = None  # torch threads per actor (default: see signclip.embed_resources)
     device: str = "auto"  # auto (GPU when the cluster has one per actor), cpu, cuda
-    batch_size: int = 64  # clips handed to an actor at once (sorted by length inside)
-    max_batch_frames: int = 4096  # clips x longest length per forward pass (bounds memory)
+    batch_size: int = 256  # clips handed to an actor at once (sorted by length inside, so little padding)
+    max_batch_frames: int | None = None  # clips x longest length per forward pass (default: CPU_/GPU_BATCH_FRAMES)
     shard_rows: int = 256  # rows per output shard (also the unit of work lost if a run is killed)
     rows_per_block: int = 16  # items per input block (the unit of the featurising tasks)
     retry_failed: bool = False  # re-embed ids whose earlier row failed
@@ -121,8 +126,11 @@ def _resources(opts: EmbedOptions, has_videos: bool) -> StageResources:
     total = ray.cluster_resources()
     nodes = [n.get("Resources", {}).get("CPU", 0) for n in ray.nodes() if n.get("Alive")]
     use_gpu = {"auto": None, "cpu": False, "cuda": True}[opts.device]
-    return plan(total.get("CPU", 0), total.get("GPU", 0), opts.actors, videos=has_videos, use_gpu=use_gpu,
-                threads=opts.threads, max_node_cpus=max(nodes) if nodes else None, min_actors=opts.min_actors)
+    try:
+        return plan(total.get("CPU", 0), total.get("GPU", 0), opts.actors, videos=has_videos, use_gpu=use_gpu,
+                    threads=opts.threads, max_node_cpus=max(nodes) if nodes else None, min_actors=opts.min_actors)
+    except ValueError as e:
+        raise InputError(f"cannot place the pipeline on this cluster: {e}") from e
 
 
 def build_pipeline(items: list[Item], spec: RunSpec, res: StageResources, opts: EmbedOptions):
@@ -191,7 +199,7 @@ def run(opts: EmbedOptions) -> EmbedSummary:
     spec = RunSpec(**spec_fields, output=opts.output, run_id=run_id, npy_dir=opts.npy_dir,
                    poses_dir=opts.poses_dir, flip=opts.flip, anonymized=opts.anonymized,
                    long_clips=opts.long_clips, window_stride=opts.window_stride, precision=opts.precision,
-                   max_batch_size=opts.batch_size, max_batch_frames=opts.max_batch_frames)
+                   max_batch_size=opts.batch_size)
     summary = EmbedSummary(run_id=run_id, output=opts.output, model=opts.model, model_name=spec.model_name,
                            model_hash=spec.model_hash, items=len(items), skipped=len(items) - len(todo), ok=0,
                            failed=0, seconds=0.0, clips_per_s=0.0, shards=0, total_ok=0, total_failed=0,
@@ -200,7 +208,9 @@ def run(opts: EmbedOptions) -> EmbedSummary:
         log.info("%d items to embed (%d already in %s)", len(todo), summary.skipped, opts.output)
         _init_ray(opts.ray_address)
         res = _resources(opts, has_videos=any(i.kind == "video" for i in todo))
-        log.info("stages: %s", res)
+        frames = opts.max_batch_frames or (GPU_BATCH_FRAMES if res.device == "cuda" else CPU_BATCH_FRAMES)
+        spec = replace(spec, max_batch_frames=frames)
+        log.info("stages: %s; up to %d frames per forward pass", res, frames)
         started = time.perf_counter()
         ok = failed = shards = 0
         for row in build_pipeline(todo, spec, res, opts).iter_rows():
@@ -241,8 +251,10 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--min-actors", type=int, help="minimum pool size (default: --actors)")
     p.add_argument("--threads", type=int, help="torch threads per actor")
     p.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto", help="default: GPU if present")
-    p.add_argument("--batch-size", type=int, default=64, help="clips per actor call (default 64)")
-    p.add_argument("--max-batch-frames", type=int, default=4096, help="clips x frames per forward pass")
+    p.add_argument("--batch-size", type=int, default=256, help="clips per actor call (default 256)")
+    p.add_argument("--max-batch-frames", type=int,
+                   help=f"clips x frames per forward pass (default {CPU_BATCH_FRAMES} on CPU, "
+                        f"{GPU_BATCH_FRAMES} on GPU)")
     p.add_argument("--shard-rows", type=int, default=256, help="rows per output shard (default 256)")
     p.add_argument("--rows-per-block", type=int, default=16, help="items per featurising task (default 16)")
     p.add_argument("--retry-failed", action="store_true", help="re-embed ids whose earlier row failed")

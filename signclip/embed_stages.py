@@ -52,8 +52,8 @@ class RunSpec:
     long_clips: str = "truncate"  # the embedder's policy for clips over max_frames: truncate / window
     window_stride: int = 128  # frames between windows ("window" policy)
     precision: str = "fp32"  # fp32 / bf16 (autocast)
-    max_batch_size: int = 64  # clips per forward pass
-    max_batch_frames: int = 4096  # clips x longest length per forward pass
+    max_batch_size: int = 256  # clips per forward pass
+    max_batch_frames: int = 1024  # clips x longest length per forward pass (small on CPU, large on GPU)
 
 
 # ------------------------------------------------------------------------------------------------ the model

@@ -149,7 +149,7 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--variants", type=int, default=60, help="distinct time-warped clips (default 60)")
     parser.add_argument("--actors", default="1,2", help="actor counts to run, comma-separated (default 1,2)")
     parser.add_argument("--threads", type=int, default=os.cpu_count(), help="reference threads (default: all)")
-    parser.add_argument("--batch-size", type=int, default=64, help="clips per actor call (default 64)")
+    parser.add_argument("--batch-size", type=int, default=256, help="clips per actor call (default 256)")
     parser.add_argument("--bf16", action="store_true", help="also run the job in bf16 and measure the drift")
     parser.add_argument("--quick", action="store_true", help="200 clips, 12 reference clips")
     parser.add_argument("--out", help="write the figures as JSON here")
