@@ -25,6 +25,7 @@ from typing import Any
 import numpy as np
 
 from signclip import embedding_store, evaluation, metrics, plots, storage
+from signclip.recipes import RECIPES, recipe
 
 log = logging.getLogger("jobs.evaluate")
 
@@ -54,6 +55,11 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--split", help="evaluate only the clips of this split (e.g. test)")
     p.add_argument("--language", help="sign-language code for clips with a gloss but no language, e.g. ase")
     p.add_argument("--spoken", default="en", help="spoken-language tag of built prompts (default en)")
+    p.add_argument("--recipe", choices=sorted(RECIPES),
+                   help="the paper's configuration the model was trained with: its prompt sentence for clips "
+                        "given by gloss (explicit --prompt-template wins)")
+    p.add_argument("--prompt-template", help='prompt sentence for clips given by gloss, e.g. \'Sign the sign '
+                   '"{gloss}" in {language}.\' (default: the recipe\'s, else "<en> <ase> gloss")')
     p.add_argument("--ks", type=_ints, default=(1, 5, 10), help="retrieval cut-offs (default 1,5,10)")
     p.add_argument("--shots", type=_ints, default=(1, 5, 10, 100), help="few-shot k (default 1,5,10,100)")
     p.add_argument("--knn-k", type=int, default=1, help="neighbours of the kNN classifier (default 1)")
@@ -117,7 +123,8 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         raise ValueError(f"{directory}: no embedded clips" + (f" in split {args.split!r}" if args.split else ""))
     if args.embeddings:
         _check_variant(args, clips)
-    prompts = evaluation.clip_prompts(clips.meta, args.language, args.spoken)
+    template = args.prompt_template or (recipe(args.recipe).prompt_template if args.recipe else None)
+    prompts = evaluation.clip_prompts(clips.meta, args.language, args.spoken, template)
     languages = evaluation.clip_languages(clips.meta, prompts)
     uniq, gold = metrics.unique_texts(prompts)
     text_emb = prompt_embeddings(corpus, clips, uniq, args.model, args.device)
@@ -126,8 +133,9 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     index = embedding_store.read_index(directory, columns=("kind", "status"))
     meta = clips.meta.iloc[0]
     results.update(
-        embeddings=directory, split=args.split or "", model=str(meta["model"]), model_name=str(meta["model_name"]),
-        model_hash=str(meta["model_hash"]),
+        embeddings=directory, split=args.split or "", recipe=args.recipe or "", prompt_template=template or "",
+        model=str(meta["model"]),
+        model_name=str(meta["model_name"]), model_hash=str(meta["model_hash"]),
         variant={k: (bool(meta[k]) if k in ("flip", "anonymized") else str(meta[k]))
                  for k in ("feature_set", "flip", "anonymized", "long_clips", "precision")},
         failed_clips=int(((index["kind"] != "text") & (index["status"] != embedding_store.OK)).sum()))

@@ -47,6 +47,10 @@ DEPLOYMENTS = ("Gateway", "TextEmbedder", "PoseEmbedder", "VideoToPose")
 TEXT_BATCH_ITEMS = 128  # texts per model batch (at least max_items; raised to it if lower)
 POSE_BATCH_ITEMS = 64  # poses per model batch (at least max_poses; raised to it if lower)
 BATCH_WAIT_S = 0.005  # how long a batch waits for more requests once one arrived
+# Local defaults of the embedders (cluster/serve.yaml sets a cluster's). A load burst adds a replica
+# after 5 s, not Ray's default 30 s; replicas are given back only after 5 quiet minutes.
+EMBEDDER_AUTOSCALING = {"min_replicas": 1, "max_replicas": 2, "target_ongoing_requests": 16,
+                        "upscale_delay_s": 5, "downscale_delay_s": 300}
 
 
 def _items(requests: list[tuple[str, list[Any]]]) -> int:
@@ -80,8 +84,7 @@ class _ModelReplica:
 
 
 @serve.deployment(name="TextEmbedder", ray_actor_options={"num_cpus": 0.5}, max_ongoing_requests=64,
-                  max_queued_requests=256, autoscaling_config={"min_replicas": 1, "max_replicas": 2,
-                                                               "target_ongoing_requests": 16})
+                  max_queued_requests=256, autoscaling_config=EMBEDDER_AUTOSCALING)
 class TextEmbedder(_ModelReplica):
     """Text embeddings; concurrent requests share model batches."""
 
@@ -98,8 +101,7 @@ class TextEmbedder(_ModelReplica):
 
 
 @serve.deployment(name="PoseEmbedder", ray_actor_options={"num_cpus": 0.5}, max_ongoing_requests=64,
-                  max_queued_requests=256, autoscaling_config={"min_replicas": 1, "max_replicas": 2,
-                                                               "target_ongoing_requests": 16})
+                  max_queued_requests=256, autoscaling_config=EMBEDDER_AUTOSCALING)
 class PoseEmbedder(_ModelReplica):
     """Pose embeddings of ``.pose`` bytes: features per request, then model batches shared across requests."""
 

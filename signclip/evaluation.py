@@ -7,8 +7,8 @@ the results as the reference's ``RWTHFSMetric`` does::
     {"v2t": {"R1", "R5", "R10", "MedianR", "MeanR"},
      "t2v": {"R1", "R5", "R10", "P1", "P5", "P10", "MedianR", "MeanR"}, ...}
 
-A clip's prompt is its ``text`` when the input manifest gave one, else ``"<en> <LANG> GLOSS"`` built
-from its ``gloss`` and ``language`` (:func:`signclip.prompts.build_prompt`).
+A clip's prompt is its ``text`` when the input manifest gave one, else one built from its ``gloss`` and
+``language`` (:func:`signclip.prompts.gloss_prompt`: ``"<en> <LANG> GLOSS"`` or a recipe's sentence).
 """
 
 from __future__ import annotations
@@ -23,16 +23,18 @@ import numpy as np
 import pandas as pd
 
 from signclip import metrics
-from signclip.prompts import build_prompt
+from signclip.prompts import gloss_prompt
 
 log = logging.getLogger(__name__)
 
 _TAGS = re.compile(r"^<([a-z]{2,3})>\s+<([a-z]{3})>\s")
 
 
-def clip_prompts(meta: pd.DataFrame, default_language: str | None = None, spoken: str = "en") -> list[str]:
-    """Each clip's prompt: its text, else one built from gloss and language. Raises ``ValueError`` if
-    a clip has neither text nor gloss, or a gloss without a language (and no ``default_language``)."""
+def clip_prompts(meta: pd.DataFrame, default_language: str | None = None, spoken: str = "en",
+                 template: str | None = None) -> list[str]:
+    """Each clip's prompt: its text, else one built from gloss and language (with ``template``, a sentence
+    such as a recipe's, else ``"<en> <LANG> GLOSS"``). Raises ``ValueError`` if a clip has neither text
+    nor gloss, or a gloss without a language (and no ``default_language``)."""
     prompts = []
     for row in meta.itertuples(index=False):
         text, gloss = str(getattr(row, "text", "") or ""), str(getattr(row, "gloss", "") or "")
@@ -40,7 +42,7 @@ def clip_prompts(meta: pd.DataFrame, default_language: str | None = None, spoken
         if text:
             prompts.append(text)
         elif gloss and language:
-            prompts.append(build_prompt(gloss, language, spoken))
+            prompts.append(gloss_prompt(gloss, language, spoken, template))
         else:
             raise ValueError(f"clip {row.id}: no text and no gloss+language to build its prompt from "
                              "(add a text or gloss column to the manifest, or pass --language)")

@@ -11,7 +11,7 @@ from __future__ import annotations
 import pandas as pd
 
 from signclip.manifest import read_manifest, resolve
-from signclip.prompts import build_prompt, sentence_prompt
+from signclip.prompts import gloss_prompt
 
 PATH_COLUMNS = ("pose", "pose_path", "path")
 
@@ -43,8 +43,7 @@ def read_pairs(manifest: str, split: str | None = None, prompt_template: str | N
         texts = []
         for row, (gloss, signed, lang) in enumerate(zip(df["gloss"], df["sign_language"], spoken)):
             try:
-                texts.append(sentence_prompt(prompt_template, str(signed), gloss=str(gloss)) if prompt_template
-                             else build_prompt(str(gloss), str(signed), str(lang)))
+                texts.append(gloss_prompt(str(gloss), str(signed), str(lang), prompt_template))
             except ValueError as e:
                 raise ValueError(f"{manifest}: row {row}: {e}") from e
         out["text"] = texts

@@ -61,3 +61,8 @@ def sentence_prompt(template: str, signed: str, **fields: str) -> str:
     if signed not in SIGN_LANGUAGES:
         raise PromptError(f"sign-language code {signed!r}: no English name known for a sentence prompt")
     return template.format(language=SIGN_LANGUAGES[signed], **fields)
+
+
+def gloss_prompt(gloss: str, signed: str, spoken: str = "en", template: str | None = None) -> str:
+    """A clip's prompt from its gloss: ``template`` (a :func:`sentence_prompt`) when given, else E7.2's."""
+    return sentence_prompt(template, signed, gloss=str(gloss)) if template else build_prompt(gloss, signed, spoken)

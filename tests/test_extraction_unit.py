@@ -425,3 +425,15 @@ def test_command_line_maps_to_config():
     assert (config.cpus_per_actor, config.max_actors) == (0.5, 3)
     with pytest.raises(ValueError, match="unknown Holistic option"):
         config_from_args(build_parser().parse_args(["--input", "x", "--output", "y", "--holistic-options", "nope=1"]))
+
+
+def test_extraction_workers_do_not_import_torch_or_ray():
+    # every extraction actor imports these; torch alone costs seconds and ~300 MB per process
+    code = ("import sys, signclip, signclip.extraction, signclip.video, jobs.extract; "
+            "print(sorted(m for m in ('torch', 'ray', 'transformers') if m in sys.modules))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
+                         cwd=Path(__file__).resolve().parents[1])
+    assert out.stdout.strip() == "[]"
+    # the package's public names still resolve, on first use
+    import signclip
+    assert signclip.preset("e7.2").feature_dim == 609 and "Embedder" in dir(signclip)
