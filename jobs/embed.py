@@ -31,13 +31,9 @@ from signclip import embedding_store, manifest, storage
 from signclip.embed_inputs import InputError, Item, list_items
 from signclip.embed_resources import StageResources, plan
 from signclip.embed_stages import EmbedActor, RunSpec, VideoToPose, featurize, model_spec, write_shard
+from signclip.embedder import CPU_BATCH_FRAMES, GPU_BATCH_FRAMES
 
 log = logging.getLogger("jobs.embed")
-
-# Padded frames per forward pass. On CPU small passes win: less padding (the clips of an actor batch are
-# sorted by length, then cut into passes) and activations that stay in cache; a GPU wants big ones.
-CPU_BATCH_FRAMES = 1024
-GPU_BATCH_FRAMES = 16384
 
 
 @dataclass
@@ -64,7 +60,7 @@ class EmbedOptions:
     threads: int | None = None  # torch threads per actor (default: see signclip.embed_resources)
     device: str = "auto"  # auto (GPU when the cluster has one per actor), cpu, cuda
     batch_size: int = 256  # clips handed to an actor at once (sorted by length inside, so little padding)
-    max_batch_frames: int | None = None  # clips x longest length per forward pass (default: CPU_/GPU_BATCH_FRAMES)
+    max_batch_frames: int | None = None  # clips x longest length per forward pass (default: the embedder's)
     shard_rows: int = 256  # rows per output shard (also the unit of work lost if a run is killed)
     rows_per_block: int = 16  # items per input block (the unit of the featurising tasks)
     retry_failed: bool = False  # re-embed ids whose earlier row failed
@@ -208,9 +204,9 @@ def run(opts: EmbedOptions) -> EmbedSummary:
         log.info("%d items to embed (%d already in %s)", len(todo), summary.skipped, opts.output)
         _init_ray(opts.ray_address)
         res = _resources(opts, has_videos=any(i.kind == "video" for i in todo))
-        frames = opts.max_batch_frames or (GPU_BATCH_FRAMES if res.device == "cuda" else CPU_BATCH_FRAMES)
-        spec = replace(spec, max_batch_frames=frames)
-        log.info("stages: %s; up to %d frames per forward pass", res, frames)
+        spec = replace(spec, max_batch_frames=opts.max_batch_frames)
+        log.info("stages: %s; up to %s frames per forward pass", res,
+                 opts.max_batch_frames or f"{CPU_BATCH_FRAMES} (CPU) / {GPU_BATCH_FRAMES} (GPU)")
         started = time.perf_counter()
         ok = failed = shards = 0
         for row in build_pipeline(todo, spec, res, opts).iter_rows():

@@ -39,8 +39,12 @@ def _names(keys: list[str], limit: int = 8) -> str:
     return ", ".join(keys[:limit]) + (f" (and {len(keys) - limit} more)" if len(keys) > limit else "")
 
 
-def load_state_strict(model: torch.nn.Module, state: dict[str, torch.Tensor], source: str) -> None:
-    """Load ``state`` into ``model`` or raise ``CheckpointError`` naming every mismatch."""
+def load_state_strict(model: torch.nn.Module, state: dict[str, torch.Tensor], source: str,
+                      assign: bool = False) -> None:
+    """Load ``state`` into ``model`` or raise ``CheckpointError`` naming every mismatch.
+
+    ``assign``: the tensors of ``state`` become the parameters (for a model built on the meta device).
+    """
     expected = model.state_dict()
     missing = [k for k in expected if k not in state]
     unexpected = [k for k in state if k not in expected]
@@ -55,7 +59,7 @@ def load_state_strict(model: torch.nn.Module, state: dict[str, torch.Tensor], so
         problems.append(f"wrong shapes: {_names(wrong)}")
     if problems:
         raise CheckpointError(f"{source}: " + "; ".join(problems))
-    model.load_state_dict({k: v.to(torch.float32) for k, v in state.items()}, strict=True)
+    model.load_state_dict({k: v.to(torch.float32) for k, v in state.items()}, strict=True, assign=assign)
 
 
 # -- native format ---------------------------------------------------------------------------------
@@ -86,8 +90,10 @@ def load(directory: str | os.PathLike, device: str | torch.device = "cpu") -> Si
     if meta.get("format") != FORMAT:
         raise CheckpointError(f"{config_file}: format {meta.get('format')!r}, expected {FORMAT!r}")
     cfg = ModelConfig.from_dict(meta["model"])
-    model = SignCLIP(cfg, Tokenizer(source, cfg.max_text_tokens))
-    load_state_strict(model, load_file(str(source / WEIGHTS)), str(source / WEIGHTS))
+    tokenizer = Tokenizer(source, cfg.max_text_tokens)
+    with torch.device("meta"):  # no random initialisation of weights about to be replaced (seconds at e7.2 size)
+        model = SignCLIP(cfg, tokenizer)
+    load_state_strict(model, load_file(str(source / WEIGHTS)), str(source / WEIGHTS), assign=True)
     return model.to(device).eval()
 
 

@@ -53,7 +53,7 @@ class RunSpec:
     window_stride: int = 128  # frames between windows ("window" policy)
     precision: str = "fp32"  # fp32 / bf16 (autocast)
     max_batch_size: int = 256  # clips per forward pass
-    max_batch_frames: int = 1024  # clips x longest length per forward pass (small on CPU, large on GPU)
+    max_batch_frames: int | None = None  # clips x longest length per forward pass (None: the embedder's default)
 
 
 # ------------------------------------------------------------------------------------------------ the model

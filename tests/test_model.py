@@ -10,7 +10,7 @@ import torch
 
 import signclip
 from signclip.checkpoint import CheckpointError, minilm_dir
-from signclip.embedder import Embedder, windows
+from signclip.embedder import CPU_BATCH_FRAMES, Embedder, windows
 from signclip.features import collate, pose_features
 
 VALID = ["house-colin-1", "house-spreadthesign", "sad-colin", "library", "refined-face-553"]
@@ -122,6 +122,11 @@ def test_save_load_round_trip(tiny, paths, tmp_path):
     assert loaded.cfg == tiny.cfg
     np.testing.assert_array_equal(loaded.embed_poses(paths), tiny.embed_poses(paths))
     np.testing.assert_array_equal(loaded.embed_texts(["<en> <ase> house"]), tiny.embed_texts(["<en> <ase> house"]))
+    # loading builds the model on the meta device and adopts the file's tensors: nothing is left unloaded
+    params = dict(loaded.named_parameters())
+    assert all(p.device.type == "cpu" and p.requires_grad for p in params.values())
+    assert all(torch.equal(params[k], v) for k, v in tiny.state_dict().items())
+    assert Embedder(loaded).max_batch_frames == CPU_BATCH_FRAMES
 
 
 def test_load_reports_missing_and_unexpected_tensors(tiny, tmp_path):
