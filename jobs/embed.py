@@ -55,7 +55,7 @@ class EmbedOptions:
     long_clips: str = "truncate"  # clips over the model's frame limit: truncate (reference) or window
     window_stride: int = 128  # frames between windows for --long-clips window
     precision: str = "fp32"  # fp32, or bf16 autocast (faster on recent CPUs/GPUs; moves embeddings a little)
-    actors: int = 1  # embedding actors (max size of the pool)
+    actors: int | None = None  # embedding actors, max size of the pool (None: one per GPU, else per CPU)
     min_actors: int | None = None  # min size of the pool (default: actors)
     threads: int | None = None  # torch threads per actor (default: see signclip.embed_resources)
     device: str = "auto"  # auto (GPU when the cluster has one per actor), cpu, cuda
@@ -243,7 +243,8 @@ def parser() -> argparse.ArgumentParser:
                    help="clips over the model's frame limit: keep the first frames (reference) or average windows")
     p.add_argument("--window-stride", type=int, default=128, help="frames between windows (default 128)")
     p.add_argument("--precision", choices=("fp32", "bf16"), default="fp32", help="inference precision")
-    p.add_argument("--actors", type=int, default=1, help="embedding actors (default 1)")
+    p.add_argument("--actors", type=int, help="embedding actors (default: one per GPU, else one per CPU, "
+                   "at most 8; each holds a copy of the model)")
     p.add_argument("--min-actors", type=int, help="minimum pool size (default: --actors)")
     p.add_argument("--threads", type=int, help="torch threads per actor")
     p.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto", help="default: GPU if present")

@@ -70,7 +70,7 @@ def parser() -> argparse.ArgumentParser:
     embed.add_argument("--anonymized", action="store_true", help="remove appearance first (paper E8.1)")
     embed.add_argument("--long-clips", choices=("truncate", "window"), default="truncate")
     embed.add_argument("--precision", choices=("fp32", "bf16"), default="fp32")
-    embed.add_argument("--actors", type=int, default=1, help="embedding actors")
+    embed.add_argument("--actors", type=int, help="embedding actors (default: as `signclip embed`)")
     embed.add_argument("--path-column", default="path")
     embed.add_argument("--id-column", default="id")
     embed.add_argument("--ray-address", help="Ray cluster address")

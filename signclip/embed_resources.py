@@ -9,12 +9,19 @@ rounded accordingly. With GPUs each actor takes one GPU and one CPU.
 Torch threads are a separate matter from Ray's bookkeeping: an actor with 2 or more CPUs runs that many
 threads; on smaller machines the actors share the cores (``cores / actors`` threads each), since
 featurising is light next to the transformer.
+
+The default number of actors is one per GPU, or on CPU one per core up to ``AUTO_CPU_ACTORS``: several
+single-threaded actors embed more clips per second than one multi-threaded actor (measured on 2 cores:
+10.4 against 8.8 clips/s at E7.2 size, ``tests/benchmarks/bench_embed.py``), at the cost of one model
+copy in memory per actor.
 """
 
 from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+
+AUTO_CPU_ACTORS = 8  # most CPU actors chosen by default (each holds a copy of the model)
 
 
 @dataclass(frozen=True)
@@ -43,14 +50,17 @@ def ray_quantity(x: float) -> float:
     return max(0.01, math.floor(x * 100) / 100)
 
 
-def plan(cpus: float, gpus: float, actors: int, *, videos: bool = False, use_gpu: bool | None = None,
+def plan(cpus: float, gpus: float, actors: int | None, *, videos: bool = False, use_gpu: bool | None = None,
          threads: int | None = None, max_node_cpus: float | None = None, min_actors: int | None = None,
          extract_actors: int = 1) -> StageResources:
     """Split ``cpus`` / ``gpus`` (the cluster's totals) between the stages.
 
-    ``use_gpu`` None means: use GPUs when the cluster has at least one per actor. Raises ``ValueError``
-    when the request cannot fit (more GPU actors than GPUs, or no CPU at all).
+    ``actors`` None means: one per GPU, else one per CPU (at most ``AUTO_CPU_ACTORS``). ``use_gpu`` None
+    means: use GPUs when the cluster has at least one per actor. Raises ``ValueError`` when the request
+    cannot fit (more GPU actors than GPUs, or no CPU at all).
     """
+    if actors is None:
+        actors = int(gpus) if gpus >= 1 and use_gpu is not False else max(1, min(int(cpus), AUTO_CPU_ACTORS))
     if actors < 1:
         raise ValueError(f"actors {actors}: need at least 1")
     if cpus <= 0:

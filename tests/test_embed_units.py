@@ -12,7 +12,7 @@ import pytest
 import signclip
 from signclip import embed_inputs, embedding_store
 from signclip.embed_inputs import InputError
-from signclip.embed_resources import plan, ray_quantity
+from signclip.embed_resources import AUTO_CPU_ACTORS, plan, ray_quantity
 from signclip.embed_stages import EmbedActor, RunSpec, featurize, model_spec, to_table, write_shard
 from tests.embed_helpers import LABELLED, bad_inputs, manifest_csv, tiny_model
 
@@ -88,7 +88,7 @@ def test_unusable_inputs_raise_input_error(tmp_path, poses_dir, case):
 # --- resources ---------------------------------------------------------------------------------------
 
 @pytest.mark.parametrize("cpus,actors,videos", [(2, 1, False), (2, 2, False), (2, 1, True), (16, 3, True),
-                                                (1, 1, False)])
+                                                (1, 1, False), (2, None, True), (64, None, False)])
 def test_every_stage_fits_beside_the_actors(cpus, actors, videos):
     r = plan(cpus, 0, actors, videos=videos)
     held = r.actors * r.actor_cpus + r.extract_actors * r.extract_cpus
@@ -106,6 +106,15 @@ def test_gpu_actors_and_threads():
     with pytest.raises(ValueError, match="GPU"):
         plan(8, 1, 2, use_gpu=True)
     assert ray_quantity(1.7) == 1.0 and ray_quantity(0.667) == 0.66
+
+
+def test_default_actor_count_follows_the_hardware():
+    # one per GPU; on CPU one single-threaded actor per core (faster than one multi-threaded), capped
+    assert plan(16, 4, None).actors == 4 and plan(16, 4, None).device == "cuda"
+    assert plan(16, 4, None, use_gpu=False).actors == AUTO_CPU_ACTORS
+    two = plan(2, 0, None)
+    assert (two.actors, two.threads, two.device) == (2, 1, "cpu")
+    assert plan(1, 0, None).actors == 1
 
 
 # --- stages, without Ray -------------------------------------------------------------------------------
