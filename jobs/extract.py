@@ -114,14 +114,19 @@ def _data_context(progress: bool) -> Iterator[None]:
     from ray.data import DataContext
 
     ctx = DataContext.get_current()
-    saved = (ctx.max_errored_blocks, ctx.enable_progress_bars, ctx.execution_options.preserve_order)
+    saved = (ctx.max_errored_blocks, ctx.enable_progress_bars, ctx.execution_options.preserve_order,
+             ctx.memory_usage_poll_interval_s)
     ctx.max_errored_blocks = -1  # a video whose worker keeps dying is dropped here and reported failed below
     ctx.enable_progress_bars = progress
     ctx.execution_options.preserve_order = False
+    # Ray Data samples each task's memory (USS, from /proc/PID/smaps) every second; in a MediaPipe
+    # process, with its many mappings, that read costs CPU the extraction needs, and we report RSS ourselves
+    ctx.memory_usage_poll_interval_s = None
     try:
         yield
     finally:
-        ctx.max_errored_blocks, ctx.enable_progress_bars, ctx.execution_options.preserve_order = saved
+        (ctx.max_errored_blocks, ctx.enable_progress_bars, ctx.execution_options.preserve_order,
+         ctx.memory_usage_poll_interval_s) = saved
 
 
 def _extract_stage(dataset: Any, config: ExtractConfig, low: int, initial: int, high: int) -> Any:
