@@ -25,6 +25,7 @@ from typing import Any
 import numpy as np
 
 from signclip import embedding_store, evaluation, metrics, plots, storage
+from signclip.prompts import gloss_prompt
 from signclip.recipes import RECIPES, recipe
 
 log = logging.getLogger("jobs.evaluate")
@@ -114,6 +115,9 @@ def prompt_embeddings(corpus: embedding_store.Corpus, clips: embedding_store.Cor
 
 def run(args: argparse.Namespace) -> dict[str, Any]:
     """Evaluate and write the results and plots; returns the results."""
+    template = args.prompt_template or (recipe(args.recipe).prompt_template if args.recipe else None)
+    if template:
+        gloss_prompt("house", "ase", template=template)  # a template that cannot be filled fails before any work
     directory = _embed_manifest(args) if args.manifest else args.embeddings
     corpus = embedding_store.load(directory)
     clips = corpus.select(corpus.meta["kind"].isin(["pose", "video"]).to_numpy())
@@ -123,7 +127,6 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         raise ValueError(f"{directory}: no embedded clips" + (f" in split {args.split!r}" if args.split else ""))
     if args.embeddings:
         _check_variant(args, clips)
-    template = args.prompt_template or (recipe(args.recipe).prompt_template if args.recipe else None)
     prompts = evaluation.clip_prompts(clips.meta, args.language, args.spoken, template)
     languages = evaluation.clip_languages(clips.meta, prompts)
     uniq, gold = metrics.unique_texts(prompts)

@@ -60,7 +60,11 @@ def sentence_prompt(template: str, signed: str, **fields: str) -> str:
     check_codes("en", signed)
     if signed not in SIGN_LANGUAGES:
         raise PromptError(f"sign-language code {signed!r}: no English name known for a sentence prompt")
-    return template.format(language=SIGN_LANGUAGES[signed], **fields)
+    try:
+        return template.format(language=SIGN_LANGUAGES[signed], **fields)
+    except (KeyError, IndexError, ValueError) as e:
+        raise PromptError(f"prompt template {template!r}: only the fields {{language}} and "
+                          f"{', '.join('{' + f + '}' for f in fields)} can be filled ({type(e).__name__}: {e})") from None
 
 
 def gloss_prompt(gloss: str, signed: str, spoken: str = "en", template: str | None = None) -> str:

@@ -15,6 +15,7 @@ import pytest
 import signclip
 from jobs import evaluate, train
 from signclip.evaluation import clip_prompts
+from signclip.prompts import PromptError
 from signclip.recipes import RECIPES, recipe
 from tests.embed_helpers import LABELLED, manifest_csv, warped_copies
 
@@ -40,6 +41,25 @@ def test_recipe_prompt_sentences_apply_to_clips_given_by_gloss():
     assert clip_prompts(meta) == ["<en> <gsg> A", "given text"]
     assert clip_prompts(meta.assign(gloss="house", language="ase"), template=recipe("islr-v0").prompt_template)[0] \
         == 'Sign the sign "house" in American Sign Language.'
+    with pytest.raises(PromptError, match=r"prompt template 'Sign \{word\}\.'.*\{language\} and \{gloss\}"):
+        clip_prompts(meta, template="Sign {word}.")
+    with pytest.raises(PromptError, match="'xyz'"):
+        clip_prompts(meta.assign(language="xyz"), template="Sign {gloss} in {language}.")
+
+
+def test_train_refuses_a_bad_prompt_template(tmp_path, poses_dir, capsys):
+    rows = manifest_csv(tmp_path / "m.csv", [{"path": str(poses_dir / "library.pose"), "gloss": "library",
+                                              "sign_language": "ase"}])
+    assert train.main(["--train", str(rows), "--val", str(rows), "--out", str(tmp_path / "run"),
+                       "--prompt-template", "Sign {word}."]) == 2
+    assert "row 0: prompt template 'Sign {word}.'" in capsys.readouterr().err
+
+
+def test_evaluate_refuses_a_bad_prompt_template(tmp_path, capsys):
+    # a usage error, before anything is embedded: exit 2 and the template named
+    assert evaluate.main(["--embeddings", str(tmp_path / "none"), "--output", str(tmp_path / "out"),
+                          "--prompt-template", "Sign {word}."]) == 2
+    assert "error: prompt template 'Sign {word}.'" in capsys.readouterr().err
 
 
 @pytest.mark.timeout(900)
