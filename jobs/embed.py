@@ -31,7 +31,6 @@ from signclip import embedding_store, manifest, storage
 from signclip.embed_inputs import InputError, Item, list_items
 from signclip.embed_resources import StageResources, plan
 from signclip.embed_stages import EmbedActor, RunSpec, VideoToPose, featurize, model_spec, write_shard
-from signclip.embedder import CPU_BATCH_FRAMES, GPU_BATCH_FRAMES
 
 log = logging.getLogger("jobs.embed")
 
@@ -195,7 +194,7 @@ def run(opts: EmbedOptions) -> EmbedSummary:
     spec = RunSpec(**spec_fields, output=opts.output, run_id=run_id, npy_dir=opts.npy_dir,
                    poses_dir=opts.poses_dir, flip=opts.flip, anonymized=opts.anonymized,
                    long_clips=opts.long_clips, window_stride=opts.window_stride, precision=opts.precision,
-                   max_batch_size=opts.batch_size)
+                   max_batch_size=opts.batch_size, max_batch_frames=opts.max_batch_frames)
     summary = EmbedSummary(run_id=run_id, output=opts.output, model=opts.model, model_name=spec.model_name,
                            model_hash=spec.model_hash, items=len(items), skipped=len(items) - len(todo), ok=0,
                            failed=0, seconds=0.0, clips_per_s=0.0, shards=0, total_ok=0, total_failed=0,
@@ -204,9 +203,8 @@ def run(opts: EmbedOptions) -> EmbedSummary:
         log.info("%d items to embed (%d already in %s)", len(todo), summary.skipped, opts.output)
         _init_ray(opts.ray_address)
         res = _resources(opts, has_videos=any(i.kind == "video" for i in todo))
-        spec = replace(spec, max_batch_frames=opts.max_batch_frames)
         log.info("stages: %s; up to %s frames per forward pass", res,
-                 opts.max_batch_frames or f"{CPU_BATCH_FRAMES} (CPU) / {GPU_BATCH_FRAMES} (GPU)")
+                 opts.max_batch_frames or "the embedder's default for the device")
         started = time.perf_counter()
         ok = failed = shards = 0
         for row in build_pipeline(todo, spec, res, opts).iter_rows():
@@ -250,8 +248,8 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto", help="default: GPU if present")
     p.add_argument("--batch-size", type=int, default=256, help="clips per actor call (default 256)")
     p.add_argument("--max-batch-frames", type=int,
-                   help=f"clips x frames per forward pass (default {CPU_BATCH_FRAMES} on CPU, "
-                        f"{GPU_BATCH_FRAMES} on GPU)")
+                   help="clips x frames per forward pass (default: the embedder's for the device, "
+                        "signclip.embedder.CPU_BATCH_FRAMES / GPU_BATCH_FRAMES)")
     p.add_argument("--shard-rows", type=int, default=256, help="rows per output shard (default 256)")
     p.add_argument("--rows-per-block", type=int, default=16, help="items per featurising task (default 16)")
     p.add_argument("--retry-failed", action="store_true", help="re-embed ids whose earlier row failed")

@@ -44,9 +44,10 @@ class Embedder:
     """Embeds with ``model`` in eval mode under ``torch.inference_mode``.
 
     ``max_batch_frames`` bounds a batch's padded size (items x longest length), which bounds memory
-    whatever the clip lengths (default: ``CPU_BATCH_FRAMES`` or ``GPU_BATCH_FRAMES`` by the model's device); ``max_batch_size`` bounds the item count; ``max_padding`` bounds the
-    compute spent on padding (a batch's longest item is at most that many times its shortest, or at most
-    ``PAD_SLACK`` positions longer).
+    whatever the clip lengths (default: ``CPU_BATCH_FRAMES`` or ``GPU_BATCH_FRAMES`` by the model's
+    device); ``max_batch_size`` bounds the item count; ``max_padding`` bounds the compute spent on
+    padding (a batch's longest item is at most that many times its shortest, or at most ``PAD_SLACK``
+    positions longer).
     """
 
     def __init__(self, model: "SignCLIP", *, max_batch_size: int = 64, max_batch_frames: int | None = None,

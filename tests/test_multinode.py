@@ -122,6 +122,14 @@ def tasks_by_node(dashboard: str, job_id: str, expect: set[str], wait_s: float =
         time.sleep(1)
 
 
+def assert_ran_on_every_worker(cluster, client, worker_nodes: dict[str, str], job: str, job_args: list[str]) -> None:
+    """The one submission of ``job`` ran tasks on every worker node (the head may have had some too)."""
+    (submission,) = attempts_of(client, job, job_args)
+    job_id = client.get_job_info(submission).job_id
+    per_node = tasks_by_node(cluster["dashboard"], job_id, set(worker_nodes))
+    assert set(worker_nodes) <= set(per_node), {worker_nodes.get(n, "head"): c for n, c in per_node.items()}
+
+
 def attempts_of(client, job: str, job_args: list[str]) -> list[str]:
     base = submit.submission_id(job, job_args)
     return [j.submission_id for j in client.list_jobs() if submit.attempt_number(base, j.submission_id or "")]
@@ -160,10 +168,7 @@ def test_extract_job_reads_and_writes_s3(extracted, bucket):
 
 @pytest.mark.timeout(120)
 def test_extract_tasks_ran_on_both_workers(extracted, cluster, client, worker_nodes):
-    (job,) = attempts_of(client, "extract", extracted["job_args"])
-    job_id = client.get_job_info(job).job_id
-    per_node = tasks_by_node(cluster["dashboard"], job_id, set(worker_nodes))
-    assert set(worker_nodes) <= set(per_node), {worker_nodes.get(n, "head"): c for n, c in per_node.items()}
+    assert_ran_on_every_worker(cluster, client, worker_nodes, "extract", extracted["job_args"])
 
 
 @pytest.mark.timeout(120)
@@ -211,10 +216,7 @@ def test_embed_job_reads_and_writes_s3(embedded, bucket):
 
 @pytest.mark.timeout(120)
 def test_embed_tasks_ran_on_both_workers(embedded, cluster, client, worker_nodes):
-    (job,) = attempts_of(client, "embed", embedded["job_args"])
-    job_id = client.get_job_info(job).job_id
-    per_node = tasks_by_node(cluster["dashboard"], job_id, set(worker_nodes))
-    assert set(worker_nodes) <= set(per_node), {worker_nodes.get(n, "head"): c for n, c in per_node.items()}
+    assert_ran_on_every_worker(cluster, client, worker_nodes, "embed", embedded["job_args"])
 
 
 @pytest.mark.timeout(120)
