@@ -437,3 +437,14 @@ def test_extraction_workers_do_not_import_torch_or_ray():
     # the package's public names still resolve, on first use
     import signclip
     assert signclip.preset("e7.2").feature_dim == 609 and "Embedder" in dir(signclip)
+
+
+@pytest.mark.parametrize(("cpus", "threads"), [(0.9, 1), (2.0, 2)])
+def test_extraction_actor_limits_opencv_threads_to_its_cpus(cpus, threads):
+    # process-global setting: checked in a fresh process, where OpenCV would otherwise use every core
+    code = ("import cv2; from jobs.extract import ExtractVideos; "
+            f"ExtractVideos({{}}, overwrite=False, decode_threads=1, decode_ahead=0, cpus={cpus}); "
+            "print(cv2.getNumThreads())")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
+                         cwd=Path(__file__).resolve().parents[1])
+    assert int(out.stdout.strip().splitlines()[-1]) == threads

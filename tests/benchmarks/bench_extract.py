@@ -8,6 +8,9 @@ measures, each in a fresh process, frames per second of:
   (a) pose-format's ``pose_video`` (what ``video_to_pose`` runs), once per video, in one process;
   (b) pose-format's parallel CLI ``videos_to_poses --num-workers N`` (N = ``--cpus``);
   (c) this job (``jobs.extract.run``) on a local Ray with ``--cpus`` CPUs (Ray's start-up excluded; reported);
+  (w) the same job on a Ray that has already run an extraction, as on a long-running cluster: Ray Data's
+      per-cluster helper actors (stats, autoscaling coordinator, actor locations) are up; its actor
+      pool still starts from nothing;
   (d) the limit: N processes that only run ``Holistic.process`` (exact reset between videos, as (c) does)
       on frames decoded beforehand, timed from a common start.
 
@@ -72,7 +75,7 @@ def worker_a(corpus: Path, out: Path) -> dict:
     return {"seconds": time.perf_counter() - start}
 
 
-def worker_c(corpus: Path, out: Path, cpus: int, options: dict) -> dict:
+def worker_c(corpus: Path, out: Path, cpus: int, options: dict, warm: bool = False) -> dict:
     import logging
     import os
 
@@ -86,6 +89,9 @@ def worker_c(corpus: Path, out: Path, cpus: int, options: dict) -> dict:
     t = time.perf_counter()
     ray.init(num_cpus=cpus, include_dashboard=False, log_to_driver=False, configure_logging=False)
     ray_start = time.perf_counter() - t
+    if warm:  # a first, one-video job leaves Ray Data's detached helper actors running
+        first = next(corpus.rglob("*.mp4"))
+        run(ExtractConfig(input=str(first), output=str(out.parent / f"{out.name}-warm-up"), progress=False))
     config = ExtractConfig(input=str(corpus), output=str(out), progress=False, **options)
     summary = run(config)
     ray.shutdown()
@@ -147,6 +153,7 @@ LABELS = {
     "a": "(a) video_to_pose per video, one process:",
     "b": "(b) videos_to_poses --num-workers {n}:",
     "c": "(c) jobs.extract on {n} CPUs:",
+    "w": "(w) jobs.extract, Ray already running a job before:",
     "d": "(d) limit: {n} processes x Holistic.process only:",
 }
 LOAD_BEFORE: list[float] = []
@@ -187,16 +194,17 @@ def measure_b(work: Path, corpus: Path, frames: int, args) -> tuple[float, str]:
     return frames / seconds, f"({seconds:.1f} s, {made} poses; {_children_cpu() - cpu:.0f} CPU-s in all)"
 
 
-def measure_c(work: Path, corpus: Path, frames: int, args) -> tuple[float, str]:
+def measure_c(work: Path, corpus: Path, frames: int, args, warm: bool = False) -> tuple[float, str]:
     _note_load()
     variants = json.loads(args.job_options)
     variants = variants if isinstance(variants, list) else [variants]
     options = variants[VARIANT.setdefault("next", 0) % len(variants)]
     VARIANT["next"] += 1
-    r = _run_worker("c", str(corpus), str(work), str(args.cpus), json.dumps(options))
+    r = _run_worker("w" if warm else "c", str(corpus), str(work), str(args.cpus), json.dumps(options))
     with_init = frames / (r["seconds"] + r["ray_init_seconds"])
     steady = frames / r["steady_seconds"]
-    STEADY["c"] = max(STEADY.get("c", 0.0), steady)
+    key = "w" if warm else "c"
+    STEADY[key] = max(STEADY.get(key, 0.0), steady)
     return frames / r["seconds"], (f"{options} ({r['seconds']:.1f} s, {r['ok']} ok, {r['failed']} failed; "
                                    f"{steady:.1f} frames/s from the first video's start to the last's end, "
                                    f"{with_init:.1f} with ray.init's {r['ray_init_seconds']:.1f} s)")
@@ -208,7 +216,11 @@ def measure_d(work: Path, corpus: Path, frames: int, args) -> tuple[float, str]:
     return r["frames"] / r["seconds"], f"({r['seconds']:.1f} s; {r['cpu_seconds']:.0f} CPU-s in all)"
 
 
-MEASURE = {"a": measure_a, "b": measure_b, "c": measure_c, "d": measure_d}
+def measure_w(work: Path, corpus: Path, frames: int, args) -> tuple[float, str]:
+    return measure_c(work, corpus, frames, args, warm=True)
+
+
+MEASURE = {"a": measure_a, "b": measure_b, "c": measure_c, "w": measure_w, "d": measure_d}
 
 
 def _run_worker(*args: str) -> dict:
@@ -237,8 +249,8 @@ def main() -> None:
         kind, *rest = args.worker
         if kind == "a":
             result = worker_a(Path(rest[0]), Path(rest[1]))
-        elif kind == "c":
-            result = worker_c(Path(rest[0]), Path(rest[1]), int(rest[2]), json.loads(rest[3]))
+        elif kind in ("c", "w"):
+            result = worker_c(Path(rest[0]), Path(rest[1]), int(rest[2]), json.loads(rest[3]), warm=kind == "w")
         else:
             result = worker_d(Path(rest[0]), int(rest[1]))
         print(json.dumps(result))
@@ -259,11 +271,12 @@ def main() -> None:
                       f"[load avg before {LOAD_BEFORE[-1]:.1f}]", flush=True)
         if args.repeat > 1:
             print("best of", args.repeat, ":", ", ".join(f"({k}) {v:.1f}" for k, v in rates.items()))
-        if "c" in rates and "b" in rates:
-            print(f"(c)/(b) = {rates['c'] / rates['b']:.2f}   (target >= 1.0)")
-        if "c" in rates and "d" in rates:
-            print(f"(c)/(d) = {rates['c'] / rates['d']:.2f}   (target >= 0.9); without the actors' start-up "
-                  f"(as (d) is timed): {STEADY['c'] / rates['d']:.2f}")
+        for job in ("c", "w"):
+            if job in rates and "b" in rates:
+                print(f"({job})/(b) = {rates[job] / rates['b']:.2f}   (target >= 1.0)")
+            if job in rates and "d" in rates:
+                print(f"({job})/(d) = {rates[job] / rates['d']:.2f}   (target >= 0.9); without the actors' start-up "
+                      f"(as (d) is timed): {STEADY[job] / rates['d']:.2f}")
 
 
 if __name__ == "__main__":
