@@ -201,11 +201,11 @@ def measure_c(work: Path, corpus: Path, frames: int, args, warm: bool = False) -
     variants = variants if isinstance(variants, list) else [variants]
     options = variants[VARIANT.setdefault("next", 0) % len(variants)]
     VARIANT["next"] += 1
-    r = _run_worker("w" if warm else "c", str(corpus), str(work), str(args.cpus), json.dumps(options))
+    kind = "w" if warm else "c"
+    r = _run_worker(kind, str(corpus), str(work), str(args.cpus), json.dumps(options))
     with_init = frames / (r["seconds"] + r["ray_init_seconds"])
     steady = frames / r["steady_seconds"]
-    key = "w" if warm else "c"
-    STEADY[key] = max(STEADY.get(key, 0.0), steady)
+    STEADY[kind] = max(STEADY.get(kind, 0.0), steady)
     return frames / r["seconds"], (f"{options} ({r['seconds']:.1f} s, {r['ok']} ok, {r['failed']} failed; "
                                    f"{steady:.1f} frames/s from the first video's start to the last's end, "
                                    f"{with_init:.1f} with ray.init's {r['ray_init_seconds']:.1f} s)")
@@ -287,6 +287,7 @@ def main() -> None:
             if job in STEADY and "d" in best:
                 print(f"({job}) from its first video's start (as (d) is timed), best / best (d): "
                       f"{STEADY[job] / best['d']:.2f}")
+
 
 if __name__ == "__main__":
     main()
