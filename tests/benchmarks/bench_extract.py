@@ -61,6 +61,19 @@ def count_frames(videos: list[Path]) -> int:
 
 # ------------------------------------------------------------------------------------ the measured workers
 
+def machine_busy_seconds() -> float:
+    """CPU seconds the whole machine has spent busy since boot (every process, Ray's included).
+
+    user + nice + system + irq + softirq from /proc/stat: idle, I/O wait and time stolen by the
+    hypervisor are left out. A run's difference is what it cost the machine, wherever it ran.
+    """
+    import os
+
+    fields = Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]
+    user, nice, system, _idle, _iowait, irq, softirq = (int(f) for f in fields[:7])
+    return (user + nice + system + irq + softirq) / os.sysconf("SC_CLK_TCK")
+
+
 def worker_a(corpus: Path, out: Path) -> dict:
     import contextlib
     import io
@@ -68,12 +81,12 @@ def worker_a(corpus: Path, out: Path) -> dict:
     from pose_format.bin.pose_estimation import pose_video
 
     videos = sorted(corpus.rglob("*.mp4"))
-    start = time.perf_counter()
+    start, busy = time.perf_counter(), machine_busy_seconds()
     for v in videos:
         with contextlib.redirect_stdout(io.StringIO()):
             pose_video(str(v), str(out / f"{v.parent.name}-{v.stem}.pose"), "mediapipe",
                        {"model_complexity": 1}, progress=False)
-    return {"seconds": time.perf_counter() - start}
+    return {"seconds": time.perf_counter() - start, "busy_seconds": machine_busy_seconds() - busy}
 
 
 def worker_c(corpus: Path, out: Path, cpus: int, options: dict, warm: bool = False) -> dict:
@@ -94,13 +107,15 @@ def worker_c(corpus: Path, out: Path, cpus: int, options: dict, warm: bool = Fal
         first = next(corpus.rglob("*.mp4"))
         run(ExtractConfig(input=str(first), output=str(out.parent / f"{out.name}-warm-up"), progress=False))
     config = ExtractConfig(input=str(corpus), output=str(out), progress=False, **options)
+    busy = machine_busy_seconds()
     summary = run(config)
+    busy = machine_busy_seconds() - busy
     ray.shutdown()
     rows = manifest.read_manifest(summary.manifest_path)
     start = rows["started_at"].min().timestamp()
     end = max(r.started_at.timestamp() + r.seconds for r in rows.itertuples())
     return {"seconds": summary.seconds, "ray_init_seconds": ray_start, "ok": summary.ok, "failed": summary.failed,
-            "steady_seconds": end - start}
+            "steady_seconds": end - start, "busy_seconds": busy}
 
 
 def _limit_process(videos: list[str], barrier, results) -> None:
@@ -114,14 +129,14 @@ def _limit_process(videos: list[str], barrier, results) -> None:
     runner = HolisticRunner()
     runner.start()
     barrier.wait()
-    start = time.perf_counter()
+    start, busy = time.perf_counter(), machine_busy_seconds()
     frames = 0
     for video in decoded:
         runner.reset()
         for frame in video:
             runner.process(frame)
             frames += 1
-    results.put((frames, start, time.perf_counter()))
+    results.put((frames, start, time.perf_counter(), busy, machine_busy_seconds()))
 
 
 def worker_d(corpus: Path, cpus: int) -> dict:
@@ -144,8 +159,9 @@ def worker_d(corpus: Path, cpus: int) -> dict:
                 raise RuntimeError("a limit process failed (see its traceback above)") from None
     for p in procs:
         p.join()
-    return {"seconds": max(end for _, _, end in got) - min(start for _, start, _ in got),
-            "frames": sum(f for f, _, _ in got)}
+    return {"seconds": max(g[2] for g in got) - min(g[1] for g in got), "frames": sum(g[0] for g in got),
+            # the machine-wide counter read by the first process to start and the last to finish
+            "busy_seconds": max(g[4] for g in got) - min(g[3] for g in got)}
 
 
 # ------------------------------------------------------------------------------------ orchestration
@@ -160,12 +176,20 @@ LABELS = {
 LOAD_BEFORE: list[float] = []
 STEADY: dict[str, float] = {}  # (c) without the actor pool's start-up
 VARIANT: dict[str, int] = {}  # which of the --job-options variants the next (c) runs
+BUSY_PER_FRAME: dict[str, list[float]] = {}  # machine CPU-s per frame of every run, by kind
 
 
 def _note_load() -> None:
     import os
 
     LOAD_BEFORE.append(os.getloadavg()[0])
+
+
+def _busy(kind: str, result: dict, frames: int) -> str:
+    """Notes and describes what a run cost the whole machine per frame."""
+    per_frame = result["busy_seconds"] / frames
+    BUSY_PER_FRAME.setdefault(kind, []).append(per_frame)
+    return f"machine busy {result['busy_seconds']:.0f} CPU-s = {1000 * per_frame:.1f} ms/frame"
 
 
 def _children_cpu() -> float:
@@ -180,19 +204,20 @@ def measure_a(work: Path, corpus: Path, frames: int, args) -> tuple[float, str]:
     work.mkdir(parents=True)
     _note_load()
     r = _run_worker("a", str(corpus), str(work))
-    return frames / r["seconds"], f"({r['seconds']:.1f} s; {r['cpu_seconds']:.0f} CPU-s in all)"
+    return frames / r["seconds"], f"({r['seconds']:.1f} s; {r['cpu_seconds']:.0f} CPU-s in all; {_busy('a', r, frames)})"
 
 
 def measure_b(work: Path, corpus: Path, frames: int, args) -> tuple[float, str]:
     shutil.copytree(corpus, work)
     cli = Path(sys.executable).parent / "videos_to_poses"
     _note_load()
-    start, cpu = time.perf_counter(), _children_cpu()
+    start, cpu, busy = time.perf_counter(), _children_cpu(), machine_busy_seconds()
     subprocess.run([str(cli), "--format", "mediapipe", "-d", str(work), "--recursive",
                     "--num-workers", str(args.cpus)], check=True, capture_output=True)
-    seconds = time.perf_counter() - start
+    seconds, busy = time.perf_counter() - start, machine_busy_seconds() - busy
     made = len(list(work.rglob("*.pose")))
-    return frames / seconds, f"({seconds:.1f} s, {made} poses; {_children_cpu() - cpu:.0f} CPU-s in all)"
+    return frames / seconds, (f"({seconds:.1f} s, {made} poses; {_children_cpu() - cpu:.0f} CPU-s in all; "
+                              f"{_busy('b', {'busy_seconds': busy}, frames)})")
 
 
 def measure_c(work: Path, corpus: Path, frames: int, args, warm: bool = False) -> tuple[float, str]:
@@ -207,6 +232,7 @@ def measure_c(work: Path, corpus: Path, frames: int, args, warm: bool = False) -
     steady = frames / r["steady_seconds"]
     STEADY[kind] = max(STEADY.get(kind, 0.0), steady)
     return frames / r["seconds"], (f"{options} ({r['seconds']:.1f} s, {r['ok']} ok, {r['failed']} failed; "
+                                   f"{_busy(kind, r, frames)}; "
                                    f"{steady:.1f} frames/s from the first video's start to the last's end, "
                                    f"{with_init:.1f} with ray.init's {r['ray_init_seconds']:.1f} s)")
 
@@ -214,7 +240,8 @@ def measure_c(work: Path, corpus: Path, frames: int, args, warm: bool = False) -
 def measure_d(work: Path, corpus: Path, frames: int, args) -> tuple[float, str]:
     _note_load()
     r = _run_worker("d", str(corpus), str(args.cpus))
-    return r["frames"] / r["seconds"], f"({r['seconds']:.1f} s; {r['cpu_seconds']:.0f} CPU-s in all)"
+    return r["frames"] / r["seconds"], (f"({r['seconds']:.1f} s; {r['cpu_seconds']:.0f} CPU-s in all; "
+                                        f"{_busy('d', r, r['frames'])})")
 
 
 def measure_w(work: Path, corpus: Path, frames: int, args) -> tuple[float, str]:
@@ -283,6 +310,17 @@ def main() -> None:
                     print(f"  ({job})/(b) = {rates[job] / rates['b']:.2f}   (target >= 1.0)")
                 if job in rates and "d" in rates:
                     print(f"  ({job})/(d) = {rates[job] / rates['d']:.2f}   (target >= 0.9)")
+        # On N cores no run can go faster than N / (its CPU-s per frame): a job that costs the machine
+        # more CPU per frame than (b) cannot overtake (b) by scheduling alone.
+        if BUSY_PER_FRAME:
+            cost = {k: statistics.median(v) for k, v in BUSY_PER_FRAME.items()}
+            print("machine CPU per frame (median):",
+                  ", ".join(f"({k}) {1000 * v:.1f} ms" for k, v in cost.items()),
+                  f"-> ceilings on {args.cpus} cores:",
+                  ", ".join(f"({k}) {args.cpus / v:.1f}" for k, v in cost.items()), "frames/s")
+            for job in ("c", "w"):
+                if job in cost and "b" in cost:
+                    print(f"  CPU per frame ({job})/(b) = {cost[job] / cost['b']:.2f}")
         for job in ("c", "w"):
             if job in STEADY and "d" in best:
                 print(f"({job}) from its first video's start (as (d) is timed), best / best (d): "
