@@ -74,6 +74,71 @@ def machine_busy_seconds() -> float:
     return (user + nice + system + irq + softirq) / os.sysconf("SC_CLK_TCK")
 
 
+class ProcessCpu:
+    """CPU seconds each kind of process spends while the block runs (every process on the machine).
+
+    Samples /proc every ``interval`` seconds, so a process that exits loses at most its last interval.
+    Kinds: Ray's process titles (``ray::MapWorker``, ``ray::_StatsActor``, ...), else the program's name;
+    this process is ``driver``.
+    """
+
+    def __init__(self, interval: float = 0.5) -> None:
+        import os
+        import threading
+
+        self._interval, self._me = interval, os.getpid()
+        self._ticks = os.sysconf("SC_CLK_TCK")
+        self._first: dict[int, float] = {}
+        self._last: dict[int, tuple[str, float]] = {}
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._loop, daemon=True)
+
+    def _sample(self) -> dict[int, tuple[str, float]]:
+        seen = {}
+        for stat in Path("/proc").glob("[0-9]*/stat"):
+            try:
+                pid = int(stat.parent.name)
+                fields = stat.read_text().rsplit(")", 1)[1].split()
+                cmd = (stat.parent / "cmdline").read_bytes().split(b"\0")
+            except (OSError, ValueError):
+                continue  # exited meanwhile
+            seen[pid] = (self._kind(pid, cmd), (int(fields[11]) + int(fields[12])) / self._ticks)
+        return seen
+
+    def _kind(self, pid: int, cmd: list[bytes]) -> str:
+        if pid == self._me:
+            return "driver"
+        title = cmd[0].decode(errors="replace")
+        if title.startswith("ray::"):
+            return title.split("(", 1)[0].split(" ", 1)[0]
+        words = [w.decode(errors="replace") for w in cmd if w]
+        script = next((w for w in words[1:] if w.endswith(".py")), None)
+        return Path(script or (words[0] if words else "?")).name
+
+    def _loop(self) -> None:
+        while not self._stop.wait(self._interval):
+            self._last.update(self._sample())
+
+    def __enter__(self) -> "ProcessCpu":
+        self._last = self._sample()
+        self._first = {pid: cpu for pid, (_, cpu) in self._last.items()}
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join()
+        self._last.update(self._sample())
+
+    def by_kind(self) -> dict[str, float]:
+        totals: dict[str, float] = {}
+        for pid, (kind, cpu) in self._last.items():
+            spent = cpu - self._first.get(pid, 0.0)
+            if spent > 0:
+                totals[kind] = totals.get(kind, 0.0) + spent
+        return dict(sorted(totals.items(), key=lambda kv: -kv[1]))
+
+
 def worker_a(corpus: Path, out: Path) -> dict:
     import contextlib
     import io
@@ -89,7 +154,9 @@ def worker_a(corpus: Path, out: Path) -> dict:
     return {"seconds": time.perf_counter() - start, "busy_seconds": machine_busy_seconds() - busy}
 
 
-def worker_c(corpus: Path, out: Path, cpus: int, options: dict, warm: bool = False) -> dict:
+def worker_c(corpus: Path, out: Path, cpus: int, options: dict, warm: bool = False,
+             by_process: bool = False) -> dict:
+    import contextlib
     import logging
     import os
 
@@ -107,15 +174,18 @@ def worker_c(corpus: Path, out: Path, cpus: int, options: dict, warm: bool = Fal
         first = next(corpus.rglob("*.mp4"))
         run(ExtractConfig(input=str(first), output=str(out.parent / f"{out.name}-warm-up"), progress=False))
     config = ExtractConfig(input=str(corpus), output=str(out), progress=False, **options)
+    sampler = ProcessCpu() if by_process else contextlib.nullcontext()
     busy = machine_busy_seconds()
-    summary = run(config)
+    with sampler:
+        summary = run(config)
     busy = machine_busy_seconds() - busy
     ray.shutdown()
     rows = manifest.read_manifest(summary.manifest_path)
     start = rows["started_at"].min().timestamp()
     end = max(r.started_at.timestamp() + r.seconds for r in rows.itertuples())
     return {"seconds": summary.seconds, "ray_init_seconds": ray_start, "ok": summary.ok, "failed": summary.failed,
-            "steady_seconds": end - start, "busy_seconds": busy}
+            "steady_seconds": end - start, "busy_seconds": busy,
+            "by_process": sampler.by_kind() if by_process else {}}
 
 
 def _limit_process(videos: list[str], barrier, results) -> None:
@@ -227,14 +297,15 @@ def measure_c(work: Path, corpus: Path, frames: int, args, warm: bool = False) -
     options = variants[VARIANT.setdefault("next", 0) % len(variants)]
     VARIANT["next"] += 1
     kind = "w" if warm else "c"
-    r = _run_worker(kind, str(corpus), str(work), str(args.cpus), json.dumps(options))
+    r = _run_worker(kind, str(corpus), str(work), str(args.cpus), json.dumps(options), str(int(args.by_process)))
     with_init = frames / (r["seconds"] + r["ray_init_seconds"])
     steady = frames / r["steady_seconds"]
     STEADY[kind] = max(STEADY.get(kind, 0.0), steady)
     return frames / r["seconds"], (f"{options} ({r['seconds']:.1f} s, {r['ok']} ok, {r['failed']} failed; "
                                    f"{_busy(kind, r, frames)}; "
                                    f"{steady:.1f} frames/s from the first video's start to the last's end, "
-                                   f"{with_init:.1f} with ray.init's {r['ray_init_seconds']:.1f} s)")
+                                   f"{with_init:.1f} with ray.init's {r['ray_init_seconds']:.1f} s)"
+                                   + "".join(f"\n      {k:<40} {v:6.1f} CPU-s" for k, v in r["by_process"].items()))
 
 
 def measure_d(work: Path, corpus: Path, frames: int, args) -> tuple[float, str]:
@@ -268,6 +339,8 @@ def main() -> None:
     parser.add_argument("--cpus", type=int, default=2, help="CPUs / workers for (b), (c), (d)")
     parser.add_argument("--only", default="abcd", help="which measurements to run")
     parser.add_argument("--repeat", type=int, default=1, help="measure each this many times, keep the best")
+    parser.add_argument("--by-process", action="store_true",
+                        help="for (c) and (w), also print the CPU-s each kind of process spent (samples /proc)")
     parser.add_argument("--job-options", default="{}",
                         help="JSON of ExtractConfig fields for (c), or a list of them used in turn by each (c)")
     parser.add_argument("--worker", nargs="*", help=argparse.SUPPRESS)
@@ -278,7 +351,8 @@ def main() -> None:
         if kind == "a":
             result = worker_a(Path(rest[0]), Path(rest[1]))
         elif kind in ("c", "w"):
-            result = worker_c(Path(rest[0]), Path(rest[1]), int(rest[2]), json.loads(rest[3]), warm=kind == "w")
+            result = worker_c(Path(rest[0]), Path(rest[1]), int(rest[2]), json.loads(rest[3]), warm=kind == "w",
+                              by_process=rest[4] == "1")
         else:
             result = worker_d(Path(rest[0]), int(rest[1]))
         print(json.dumps(result))
