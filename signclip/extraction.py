@@ -8,9 +8,12 @@ The pieces the extraction job distributes:
   restarted (``SolutionBase.reset``) and its simulated clock rewound, so a video's landmarks are
   byte-identical to what a freshly built Holistic gives, whatever the runner processed before.
   (pose-format 0.15 clears reused instances by processing a blank frame instead. That is cheaper (~16 ms
-  against ~95 ms of CPU for the restart), but the next video's world landmarks still depend on the
-  previous video: on the sample videos they move by up to 16 units and their visibility by up to 0.72,
-  whatever the blank frame's size or colour; the other components come out identical.)
+  against ~95 ms of CPU for the restart, which rebuilds the TFLite interpreters), but the next video
+  still depends on the previous one: on the sample videos its world landmarks move by up to 16 units and
+  the visibility of its body and world landmarks by up to 0.72, whatever the blank frame's size or
+  colour. Advancing the simulated clock by 10^15 us after the blank frame makes the world landmarks'
+  time-based smoothing forget the old video, but visibility is smoothed with a fixed weight that only a
+  restart clears.)
 - :func:`build_pose`: a pose-format v0.2 :class:`~pose_format.Pose` from the landmarks, with pose-format's
   own header and per-frame helpers, so the file equals what ``video_to_pose`` writes.
 - :func:`process_video`: one manifest row per video (``ok`` / ``failed`` / ``skipped``), never raising

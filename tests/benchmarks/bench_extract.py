@@ -14,7 +14,10 @@ measures, each in a fresh process, frames per second of:
   (d) the limit: N processes that only run ``Holistic.process`` (exact reset between videos, as (c) does)
       on frames decoded beforehand, timed from a common start.
 
-Prints every rate and the ratios (c)/(b) and (c)/(d).
+Prints every rate and the ratios (c)/(b) and (c)/(d), and what each run cost the whole machine per frame
+(busy CPU-s from /proc/stat, Ray's own processes included). On N saturated cores a run cannot go faster
+than N / that cost, so the ratio of costs bounds the ratio of rates. ``--by-process`` also splits (c)'s
+and (w)'s CPU by kind of process (map workers, driver, Ray Data's helper actors, GCS, raylet, ...).
 """
 
 from __future__ import annotations
@@ -109,11 +112,13 @@ class ProcessCpu:
         if pid == self._me:
             return "driver"
         title = cmd[0].decode(errors="replace")
-        if title.startswith("ray::"):
-            return title.split("(", 1)[0].split(" ", 1)[0]
+        if title.startswith("ray::"):  # Ray retitles actors: ray::Class, ray::Class.method, ray::Name(...)
+            return title.split("(", 1)[0].split(" ", 1)[0].split(".", 1)[0]
         words = [w.decode(errors="replace") for w in cmd if w]
+        if not words:  # kernel threads
+            return "kernel"
         script = next((w for w in words[1:] if w.endswith(".py")), None)
-        return Path(script or (words[0] if words else "?")).name
+        return Path(script or words[0]).name
 
     def _loop(self) -> None:
         while not self._stop.wait(self._interval):
