@@ -115,15 +115,21 @@ def pending(items: list[Item], opts: EmbedOptions, spec: dict) -> list[Item]:
     return [item for item in items if item.id not in keep]
 
 
-def _resources(opts: EmbedOptions, has_videos: bool) -> StageResources:
+def _blocks(items: list[Item], opts: EmbedOptions) -> int:
+    return max(1, math.ceil(len(items) / opts.rows_per_block))
+
+
+def _resources(opts: EmbedOptions, items: list[Item]) -> StageResources:
     import ray
 
     total = ray.cluster_resources()
     nodes = [n.get("Resources", {}).get("CPU", 0) for n in ray.nodes() if n.get("Alive")]
     use_gpu = {"auto": None, "cpu": False, "cuda": True}[opts.device]
     try:
-        return plan(total.get("CPU", 0), total.get("GPU", 0), opts.actors, videos=has_videos, use_gpu=use_gpu,
-                    threads=opts.threads, max_node_cpus=max(nodes) if nodes else None, min_actors=opts.min_actors)
+        return plan(total.get("CPU", 0), total.get("GPU", 0), opts.actors,
+                    videos=any(i.kind == "video" for i in items), use_gpu=use_gpu, threads=opts.threads,
+                    max_node_cpus=max(nodes) if nodes else None, min_actors=opts.min_actors,
+                    blocks=_blocks(items, opts))
     except ValueError as e:
         raise InputError(f"cannot place the pipeline on this cluster: {e}") from e
 
@@ -132,8 +138,7 @@ def build_pipeline(items: list[Item], spec: RunSpec, res: StageResources, opts: 
     """The Ray Data pipeline: items -> (videos -> poses) -> features -> embeddings -> one row per shard."""
     import ray
 
-    blocks = max(1, math.ceil(len(items) / opts.rows_per_block))
-    ds = ray.data.from_items([i.as_row() for i in items], override_num_blocks=blocks)
+    ds = ray.data.from_items([i.as_row() for i in items], override_num_blocks=_blocks(items, opts))
     if res.extract_actors:
         ds = ds.map_batches(VideoToPose, fn_constructor_kwargs={"spec": spec, "holistic_options": _holistic(opts)},
                             compute=ray.data.ActorPoolStrategy(min_size=1, max_size=res.extract_actors),
@@ -202,7 +207,7 @@ def run(opts: EmbedOptions) -> EmbedSummary:
     if todo:
         log.info("%d items to embed (%d already in %s)", len(todo), summary.skipped, opts.output)
         _init_ray(opts.ray_address)
-        res = _resources(opts, has_videos=any(i.kind == "video" for i in todo))
+        res = _resources(opts, todo)
         log.info("stages: %s; up to %s frames per forward pass", res,
                  opts.max_batch_frames or "the embedder's default for the device")
         started = time.perf_counter()

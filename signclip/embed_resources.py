@@ -52,17 +52,21 @@ def ray_quantity(x: float) -> float:
 
 def plan(cpus: float, gpus: float, actors: int | None, *, videos: bool = False, use_gpu: bool | None = None,
          threads: int | None = None, max_node_cpus: float | None = None, min_actors: int | None = None,
-         extract_actors: int = 1) -> StageResources:
+         extract_actors: int = 1, blocks: int | None = None) -> StageResources:
     """Split ``cpus`` / ``gpus`` (the cluster's totals) between the stages.
 
     ``actors`` None means: one per GPU, else one per CPU (at most ``AUTO_CPU_ACTORS``). ``use_gpu`` None
-    means: use GPUs when the cluster has at least one per actor. Raises ``ValueError`` when the request
-    cannot fit (more GPU actors than GPUs, or no CPU at all).
+    means: use GPUs when the cluster has at least one per actor. ``blocks``: how many blocks the input
+    makes; neither pool gets more actors than that, since an actor without a block would only load its
+    model and wait. Raises ``ValueError`` when the request cannot fit (more GPU actors than GPUs, or no
+    CPU at all).
     """
     if actors is None:
         actors = int(gpus) if gpus >= 1 and use_gpu is not False else max(1, min(int(cpus), AUTO_CPU_ACTORS))
     if actors < 1:
         raise ValueError(f"actors {actors}: need at least 1")
+    if blocks is not None:
+        actors, extract_actors = min(actors, max(1, blocks)), min(extract_actors, max(1, blocks))
     if cpus <= 0:
         raise ValueError("the Ray cluster has no CPU")
     min_actors = actors if min_actors is None else max(1, min(min_actors, actors))

@@ -117,6 +117,14 @@ def test_default_actor_count_follows_the_hardware():
     assert plan(1, 0, None).actors == 1
 
 
+def test_pools_get_no_more_actors_than_the_input_has_blocks():
+    one = plan(2, 0, None, blocks=1)  # a single block: one actor, given both cores
+    assert (one.actors, one.min_actors, one.threads) == (1, 1, 2)
+    assert plan(16, 4, None, blocks=2).actors == 2 and plan(16, 4, None, blocks=9).actors == 4
+    assert plan(16, 0, 3, videos=True, extract_actors=4, blocks=2).extract_actors == 2
+    assert plan(16, 0, 3, min_actors=3, blocks=0).actors == 1  # an empty input still plans one actor
+
+
 # --- stages, without Ray -------------------------------------------------------------------------------
 
 def test_stages_isolate_bad_inputs_and_match_the_embedder(tmp_path, poses_dir, model_dir):

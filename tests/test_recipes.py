@@ -90,7 +90,8 @@ def test_recipe_trains_and_evaluates_on_real_poses(name, ray_local, poses_dir, t
     fresh_cfg = signclip.preset(chosen.preset, feature_set=expected.feature_set)
     fresh_cfg.video.num_layers = config["video"]["num_layers"]
     fresh = signclip.create(fresh_cfg, seed=0)
-    moved = (trained.video_encoder.videomlp.linear1.weight - fresh.video_encoder.videomlp.linear1.weight).abs()
+    trained_w, fresh_w = trained.video_encoder.videomlp.linear1.weight, fresh.video_encoder.videomlp.linear1.weight
+    moved = (trained_w - fresh_w).detach().abs()
     assert float(moved.max()) > 0, "training did not change the video tower's input projection"
 
     out = tmp_path / "eval"

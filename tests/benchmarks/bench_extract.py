@@ -279,7 +279,8 @@ def measure_a(work: Path, corpus: Path, frames: int, args) -> tuple[float, str]:
     work.mkdir(parents=True)
     _note_load()
     r = _run_worker("a", str(corpus), str(work))
-    return frames / r["seconds"], f"({r['seconds']:.1f} s; {r['cpu_seconds']:.0f} CPU-s in all; {_busy('a', r, frames)})"
+    return frames / r["seconds"], (f"({r['seconds']:.1f} s; {r['cpu_seconds']:.0f} CPU-s in all; "
+                                   f"{_busy('a', r, frames)})")
 
 
 def measure_b(work: Path, corpus: Path, frames: int, args) -> tuple[float, str]:
