@@ -66,7 +66,8 @@ def plan(cpus: float, gpus: float, actors: int | None, *, videos: bool = False, 
     if actors < 1:
         raise ValueError(f"actors {actors}: need at least 1")
     if blocks is not None:
-        actors, extract_actors = min(actors, max(1, blocks)), min(extract_actors, max(1, blocks))
+        useful = max(1, blocks)
+        actors, extract_actors = min(actors, useful), min(extract_actors, useful)
     if cpus <= 0:
         raise ValueError("the Ray cluster has no CPU")
     min_actors = actors if min_actors is None else max(1, min(min_actors, actors))

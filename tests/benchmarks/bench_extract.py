@@ -211,7 +211,8 @@ def _limit_process(videos: list[str], barrier, results) -> None:
         for frame in video:
             runner.process(frame)
             frames += 1
-    results.put((frames, start, time.perf_counter(), busy, machine_busy_seconds()))
+    results.put({"frames": frames, "start": start, "end": time.perf_counter(),
+                 "busy_start": busy, "busy_end": machine_busy_seconds()})
 
 
 def worker_d(corpus: Path, cpus: int) -> dict:
@@ -234,9 +235,10 @@ def worker_d(corpus: Path, cpus: int) -> dict:
                 raise RuntimeError("a limit process failed (see its traceback above)") from None
     for p in procs:
         p.join()
-    return {"seconds": max(g[2] for g in got) - min(g[1] for g in got), "frames": sum(g[0] for g in got),
+    return {"seconds": max(g["end"] for g in got) - min(g["start"] for g in got),
+            "frames": sum(g["frames"] for g in got),
             # the machine-wide counter read by the first process to start and the last to finish
-            "busy_seconds": max(g[4] for g in got) - min(g[3] for g in got)}
+            "busy_seconds": max(g["busy_end"] for g in got) - min(g["busy_start"] for g in got)}
 
 
 # ------------------------------------------------------------------------------------ orchestration
@@ -260,11 +262,11 @@ def _note_load() -> None:
     LOAD_BEFORE.append(os.getloadavg()[0])
 
 
-def _busy(kind: str, result: dict, frames: int) -> str:
+def _busy(kind: str, busy_seconds: float, frames: int) -> str:
     """Notes and describes what a run cost the whole machine per frame."""
-    per_frame = result["busy_seconds"] / frames
+    per_frame = busy_seconds / frames
     BUSY_PER_FRAME.setdefault(kind, []).append(per_frame)
-    return f"machine busy {result['busy_seconds']:.0f} CPU-s = {1000 * per_frame:.1f} ms/frame"
+    return f"machine busy {busy_seconds:.0f} CPU-s = {1000 * per_frame:.1f} ms/frame"
 
 
 def _children_cpu() -> float:
@@ -280,7 +282,7 @@ def measure_a(work: Path, corpus: Path, frames: int, args) -> tuple[float, str]:
     _note_load()
     r = _run_worker("a", str(corpus), str(work))
     return frames / r["seconds"], (f"({r['seconds']:.1f} s; {r['cpu_seconds']:.0f} CPU-s in all; "
-                                   f"{_busy('a', r, frames)})")
+                                   f"{_busy('a', r['busy_seconds'], frames)})")
 
 
 def measure_b(work: Path, corpus: Path, frames: int, args) -> tuple[float, str]:
@@ -293,7 +295,7 @@ def measure_b(work: Path, corpus: Path, frames: int, args) -> tuple[float, str]:
     seconds, busy = time.perf_counter() - start, machine_busy_seconds() - busy
     made = len(list(work.rglob("*.pose")))
     return frames / seconds, (f"({seconds:.1f} s, {made} poses; {_children_cpu() - cpu:.0f} CPU-s in all; "
-                              f"{_busy('b', {'busy_seconds': busy}, frames)})")
+                              f"{_busy('b', busy, frames)})")
 
 
 def measure_c(work: Path, corpus: Path, frames: int, args, warm: bool = False) -> tuple[float, str]:
@@ -308,7 +310,7 @@ def measure_c(work: Path, corpus: Path, frames: int, args, warm: bool = False) -
     steady = frames / r["steady_seconds"]
     STEADY[kind] = max(STEADY.get(kind, 0.0), steady)
     return frames / r["seconds"], (f"{options} ({r['seconds']:.1f} s, {r['ok']} ok, {r['failed']} failed; "
-                                   f"{_busy(kind, r, frames)}; "
+                                   f"{_busy(kind, r['busy_seconds'], frames)}; "
                                    f"{steady:.1f} frames/s from the first video's start to the last's end, "
                                    f"{with_init:.1f} with ray.init's {r['ray_init_seconds']:.1f} s)"
                                    + "".join(f"\n      {k:<40} {v:6.1f} CPU-s" for k, v in r["by_process"].items()))
@@ -318,7 +320,7 @@ def measure_d(work: Path, corpus: Path, frames: int, args) -> tuple[float, str]:
     _note_load()
     r = _run_worker("d", str(corpus), str(args.cpus))
     return r["frames"] / r["seconds"], (f"({r['seconds']:.1f} s; {r['cpu_seconds']:.0f} CPU-s in all; "
-                                        f"{_busy('d', r, r['frames'])})")
+                                        f"{_busy('d', r['busy_seconds'], r['frames'])})")
 
 
 def measure_w(work: Path, corpus: Path, frames: int, args) -> tuple[float, str]:
@@ -342,9 +344,10 @@ def _run_worker(*args: str) -> dict:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--copies", type=int, default=12, help="copies of each sample video (2 videos)")
-    parser.add_argument("--cpus", type=int, default=2, help="CPUs / workers for (b), (c), (d)")
+    parser.add_argument("--cpus", type=int, default=2, help="CPUs / workers for (b), (c), (w), (d)")
     parser.add_argument("--only", default="abcd", help="which measurements to run")
-    parser.add_argument("--repeat", type=int, default=1, help="measure each this many times, keep the best")
+    parser.add_argument("--repeat", type=int, default=1,
+                        help="measure each this many times, alternating; print the best and the median")
     parser.add_argument("--by-process", action="store_true",
                         help="for (c) and (w), also print the CPU-s each kind of process spent (samples /proc)")
     parser.add_argument("--job-options", default="{}",
