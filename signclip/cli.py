@@ -1,4 +1,4 @@
-"""The ``signclip`` command: one subcommand per job, each also runnable as ``python -m jobs.<name>``.
+"""The ``signclip`` command: one subcommand per job, each also runnable as ``python -m signclip.jobs.<name>``.
 
     signclip import-checkpoint checkpoint_best.pt --bert bert-base-cased/ --out models/e7.2
     signclip extract --input videos/ --output poses/
@@ -15,15 +15,15 @@ import sys
 # subcommand -> (module with main(argv) -> int, one-line help)
 COMMANDS: dict[str, tuple[str, str]] = {
     "import-checkpoint": ("signclip.cli", "import a released fairseq checkpoint into the native format"),
-    "manifest": ("jobs.manifest", "dataset as published -> train/val/test manifests"),
-    "extract": ("jobs.extract", "videos -> .pose files with MediaPipe Holistic, in parallel on Ray Data"),
-    "train": ("jobs.train", "contrastive training on Ray Train"),
-    "embed": ("jobs.embed", "bulk-embed poses, videos or prompts on Ray Data"),
-    "evaluate": ("jobs.evaluate", "retrieval / recognition / few-shot metrics and plots"),
-    "search": ("jobs.search", "text-to-sign lookup over an embedded corpus"),
-    "serve": ("jobs.serve", "HTTP embedding service on Ray Serve"),
-    "submit": ("jobs.submit", "submit any job to a Ray cluster through the job API"),
-    "demo": ("jobs.demo", "the end-to-end demo on the bundled sample data"),
+    "manifest": ("signclip.jobs.manifest", "dataset as published -> train/val/test manifests"),
+    "extract": ("signclip.jobs.extract", "videos -> .pose files with MediaPipe Holistic, in parallel on Ray Data"),
+    "train": ("signclip.jobs.train", "contrastive training on Ray Train"),
+    "embed": ("signclip.jobs.embed", "bulk-embed poses, videos or prompts on Ray Data"),
+    "evaluate": ("signclip.jobs.evaluate", "retrieval / recognition / few-shot metrics and plots"),
+    "search": ("signclip.jobs.search", "text-to-sign lookup over an embedded corpus"),
+    "serve": ("signclip.jobs.serve", "HTTP embedding service on Ray Serve"),
+    "submit": ("signclip.jobs.submit", "submit any job to a Ray cluster through the job API"),
+    "demo": ("signclip.jobs.demo", "the end-to-end demo on the bundled sample data"),
 }
 
 
@@ -33,7 +33,8 @@ def import_checkpoint(argv: list[str] | None = None) -> int:
     parser.add_argument("--bert", required=True, help="directory of the BERT it was built from (config.json, vocab.txt)")
     parser.add_argument("--out", required=True, help="directory to write the native model to")
     args = parser.parse_args(argv)
-    from signclip.checkpoint import CheckpointError, from_fairseq
+    from signclip.model.checkpoint import CheckpointError
+    from signclip.model.fairseq import from_fairseq
 
     try:
         model = from_fairseq(args.checkpoint, bert=args.bert)

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from signclip import sample_data
+from signclip.io import sample_data
 
 
 @pytest.fixture(scope="session")
@@ -62,7 +62,7 @@ def s3_endpoint():
              ("AWS_ENDPOINT_URL", "AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_DEFAULT_REGION")}
     os.environ.update(AWS_ENDPOINT_URL=url, AWS_ACCESS_KEY_ID="testing", AWS_SECRET_ACCESS_KEY="testing",
                       AWS_DEFAULT_REGION="us-east-1")
-    from signclip import storage
+    from signclip.io import storage
     storage._filesystem.cache_clear()
     try:
         yield url

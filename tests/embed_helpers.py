@@ -52,8 +52,8 @@ def zero_frames(source: Path, target: Path) -> Path:
 
 
 def warped_copies(source: Path, folder: Path, n: int, seed: int) -> list[Path]:
-    """``n`` time-warped copies (signclip.augment's speed change), so that copies embed differently."""
-    from signclip.augment import Augmentation
+    """``n`` time-warped copies (signclip.pose.augment's speed change), so that copies embed differently."""
+    from signclip.pose.augment import Augmentation
 
     augment = Augmentation(temporal_std=0.25)
     folder.mkdir(parents=True, exist_ok=True)

@@ -59,12 +59,12 @@ def test_settings_from_mapping_and_environment(model_dir, tmp_path):
 def test_serve_config_is_valid_and_matches_the_app(model_dir):
     from ray.serve.schema import ServeDeploySchema
 
-    from jobs.serve import DEPLOYMENTS, build_app, read_serve_config
+    from signclip.service import DEPLOYMENTS, build_app, read_serve_config
 
     config = yaml.safe_load((ROOT / "cluster" / "serve.yaml").read_text())
     ServeDeploySchema.model_validate(config)
     app = config["applications"][0]
-    assert app["import_path"] == "jobs.serve:build_app"
+    assert app["import_path"] == "signclip.service:build_app"
     assert config["http_options"]["host"] == "127.0.0.1"
     deployments = {d["name"]: d for d in app["deployments"]}
     assert set(deployments) == set(DEPLOYMENTS)
@@ -80,19 +80,19 @@ def test_serve_config_is_valid_and_matches_the_app(model_dir):
 def test_module_level_app_reads_models_from_environment(model_dir, monkeypatch):
     from ray.serve import Application
 
-    import jobs.serve
+    import signclip.service
 
     monkeypatch.setenv("SIGNCLIP_MODELS", f"default={model_dir}")
-    assert isinstance(jobs.serve.app, Application)
+    assert isinstance(signclip.service.app, Application)
     monkeypatch.delenv("SIGNCLIP_MODELS")
     with pytest.raises(ValueError, match="no models to serve"):
-        jobs.serve.app  # noqa: B018
+        signclip.service.app  # noqa: B018
     with pytest.raises(ValueError, match="unknown deployment"):
-        jobs.serve.make_app(ServiceSettings(models={"default": str(model_dir)}), {"Gatway": {}})
+        signclip.service.make_app(ServiceSettings(models={"default": str(model_dir)}), {"Gatway": {}})
 
 
 def test_cli_rejects_bad_models_before_starting_ray(model_dir, tmp_path, capsys):
-    from jobs.serve import main, parse_args
+    from signclip.jobs.serve import main, parse_args
 
     assert main(["--model", "nodir"]) == 2
     assert main(["--model", f"a={tmp_path}"]) == 2
@@ -104,7 +104,7 @@ def test_cli_rejects_bad_models_before_starting_ray(model_dir, tmp_path, capsys)
 # --- how the gateway reports Ray's failures ----------------------------------------------------------
 
 def _await_error(exc: BaseException, timeout_s: float = 5.0) -> ApiError:
-    from jobs.serve import ServeBackend
+    from signclip.service.gateway import ServeBackend
 
     settings = ServiceSettings(models={"a": "x"}, retry_after_s=2)
     backend = ServeBackend(None, None, None, settings)  # type: ignore[arg-type]

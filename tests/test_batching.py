@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from signclip.batching import plan_epoch, shard
+from signclip.training.batching import plan_epoch, shard
 
 
 def test_plan_covers_rows_once_and_drops_the_last_partial_batch():

@@ -10,7 +10,7 @@ import pytest
 import torch
 
 import signclip
-from signclip.checkpoint import CheckpointError
+from signclip.model.checkpoint import CheckpointError
 from tests.fairseq_fixture import make_code_checkpoint, make_fairseq_checkpoint
 
 P = "mmmodel."

@@ -22,10 +22,10 @@ from typing import Any, Iterator
 
 import jsonschema
 import pytest
+import ray
 import yaml
 
-import ray
-from signclip import sample_data
+from signclip.io import sample_data
 
 ROOT = Path(__file__).resolve().parent.parent
 CLUSTER = ROOT / "cluster"
@@ -194,7 +194,7 @@ def test_the_expected_manifests_exist(manifests):
     assert kinds == sorted(["RayCluster", "RayService"] + ["RayJob"] * len(JOB_KINDS)), kinds
     entrypoints = [d["spec"]["entrypoint"] for d in manifests.values() if d["kind"] == "RayJob"]
     for job in JOB_KINDS:
-        assert sum(shlex.split(e)[:3] == ["python", "-m", f"jobs.{job}"] for e in entrypoints) == 1, job
+        assert sum(shlex.split(e)[:3] == ["python", "-m", f"signclip.jobs.{job}"] for e in entrypoints) == 1, job
 
 
 def test_the_strict_schema_catches_mistakes(validators, manifests):
@@ -330,10 +330,10 @@ def test_no_absolute_host_paths(path):
 def test_rayjob_runs_the_job_with_valid_arguments(job, manifests):
     """The entrypoint is the job's own command line, with arguments its parser accepts, on s3:// data."""
     (doc,) = [d for d in manifests.values() if d["kind"] == "RayJob"
-              and shlex.split(d["spec"]["entrypoint"])[2] == f"jobs.{job}"]
+              and shlex.split(d["spec"]["entrypoint"])[2] == f"signclip.jobs.{job}"]
     spec = doc["spec"]
     argv = shlex.split(spec["entrypoint"])[3:]
-    module = importlib.import_module(f"jobs.{job}")
+    module = importlib.import_module(f"signclip.jobs.{job}")
     make = getattr(module, "build_parser", None) or getattr(module, "parser", None)
     args = make().parse_args(argv) if make else module.parse_args(argv)
     locations = [v for k, v in vars(args).items()
@@ -444,9 +444,10 @@ def test_dockerfile_builds_on_the_installed_ray():
     (base,) = re.findall(r"^FROM\s+(\S+)", text, re.M)
     assert base == "rayproject/ray:${RAY_VERSION}-${PYTHON_TAG}-${BASE_VARIANT}"
     with open(ROOT / "pyproject.toml", "rb") as f:
-        pins = tomllib.load(f)["project"]["dependencies"]
-    (ray_pin,) = [p for p in pins if p.startswith("ray[")]
-    assert ray_pin.split("==")[1].rstrip(".*") == ".".join(ray.__version__.split(".")[:2])
+        extras = tomllib.load(f)["project"]["optional-dependencies"]
+    for extra in ("jobs", "serve"):
+        (ray_pin,) = [p for p in extras[extra] if p.startswith("ray[")]
+        assert ray_pin.split("==")[1].rstrip(".*") == ".".join(ray.__version__.split(".")[:2])
 
 
 def test_dockerfile_installs_the_project_as_the_makefile_does():
@@ -456,7 +457,7 @@ def test_dockerfile_installs_the_project_as_the_makefile_does():
     mediapipe = re.search(r"^MEDIAPIPE\s*:=\s*(\S+)", makefile, re.M).group(1)
     assert re.search(r"^ARG MEDIAPIPE=(\S+)", text, re.M).group(1) == mediapipe
     assert re.search(r'pip install --no-cache-dir --no-deps "\$\{MEDIAPIPE\}"', steps)
-    assert re.search(r"pip install --no-cache-dir \. ", steps), "the project with its pyproject pins"
+    assert re.search(r'pip install --no-cache-dir "\.\[all\]" ', steps), "the project with its pyproject pins"
     assert re.search(r"pip install --no-cache-dir --no-deps \. ", steps), "then the project's own code"
     for src in re.findall(r"^COPY\s+(?:--\S+\s+)*(.+)\s+\S+$", text, re.M):
         for item in src.split():

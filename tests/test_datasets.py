@@ -21,14 +21,20 @@ import pytest
 from pose_format import Pose
 from pose_format.numpy import NumPyPoseBody
 
-from jobs import manifest as manifest_job
 from signclip.datasets import ADAPTERS, MANIFEST_COLUMNS, DatasetError, adapter, load, missing_files, present
 from signclip.datasets.common import random_split
 from signclip.datasets.glosses import clean_asl_citizen, clean_sem_lex
-from signclip.datasets.google_parquet import (NOMINAL_FPS, NOMINAL_HEIGHT, NOMINAL_WIDTH, GoogleParquetError,
-                                              google_parquet_to_pose)
-from signclip.features import pose_features, read_pose
-from signclip.pairs import read_pairs
+from signclip.jobs import manifest as manifest_job
+from signclip.pose.features import pose_features
+from signclip.pose.google_parquet import (
+    NOMINAL_FPS,
+    NOMINAL_HEIGHT,
+    NOMINAL_WIDTH,
+    GoogleParquetError,
+    google_parquet_to_pose,
+)
+from signclip.pose.reader import read_pose
+from signclip.training.pairs import read_pairs
 
 HOUSE, SAD = "house-colin-1.pose", "sad-colin.pose"
 COMPONENTS = ("POSE_LANDMARKS", "FACE_LANDMARKS", "LEFT_HAND_LANDMARKS", "RIGHT_HAND_LANDMARKS")
@@ -521,8 +527,9 @@ def test_manifest_job_end_to_end(tmp_path, poses_dir, capsys):
     house = train.loc[train["gloss"] == "house", "class_id"].unique().tolist()
     assert read_pairs(str(out / "test.csv"))["class_id"].astype(int).tolist() == house  # CSV cells are strings
     # through the signclip command as well
-    from signclip.cli import COMMANDS, main as cli_main
-    assert COMMANDS["manifest"][0] == "jobs.manifest"
+    from signclip.cli import COMMANDS
+    from signclip.cli import main as cli_main
+    assert COMMANDS["manifest"][0] == "signclip.jobs.manifest"
     assert cli_main(["manifest", "wlasl", "--root", str(wlasl_layout(tmp_path / "wlasl", poses_dir)),
                      "--out", str(tmp_path / "wl"), "--set", "subset=1"]) == 0
     wl = pd.read_parquet(tmp_path / "wl" / "val.parquet")
@@ -576,7 +583,8 @@ def test_manifest_job_refuses_datasets_without_clips(tmp_path, capsys):
 
 def test_feature_pipeline_reads_google_parquet_paths(tmp_path, originals):
     """A manifest row pointing at a Google parquet file featurises like the converted pose."""
-    from signclip.features import PoseInputError, pose_features
+    from signclip.pose.features import pose_features
+    from signclip.pose.reader import PoseInputError
 
     name = next(iter(originals))
     original = originals[name]

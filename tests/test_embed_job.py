@@ -17,9 +17,9 @@ import pyarrow.parquet as pq
 import pytest
 
 import signclip
-from jobs import embed
-from signclip import embedding_store, storage
-from signclip.embed_inputs import text_id
+from signclip.embedding.items import text_id
+from signclip.io import embedding_store, storage
+from signclip.jobs import embed
 from tests.embed_helpers import LABELLED, NOT_HOLISTIC, bad_inputs, manifest_csv, tiny_model
 
 pytestmark = pytest.mark.ray
@@ -178,7 +178,7 @@ def test_resume_after_a_killed_run_embeds_every_id_exactly_once(ray_local, poses
     argv = ["--model", str(model_dir), "--input", str(m), "--output", str(out), "--shard-rows", "2",
             "--batch-size", "2", "--rows-per-block", "2"]
     env = {**os.environ, "RAY_ADDRESS": ray_local.get_runtime_context().gcs_address, "PYTHONPATH": str(REPO)}
-    proc = subprocess.Popen([sys.executable, "-m", "jobs.embed", *argv], cwd=REPO, env=env,
+    proc = subprocess.Popen([sys.executable, "-m", "signclip.jobs.embed", *argv], cwd=REPO, env=env,
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
         deadline = time.monotonic() + 150

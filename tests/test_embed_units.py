@@ -10,10 +10,11 @@ import pyarrow.parquet as pq
 import pytest
 
 import signclip
-from signclip import embed_inputs, embedding_store
-from signclip.embed_inputs import InputError
-from signclip.embed_resources import AUTO_CPU_ACTORS, plan, ray_quantity
-from signclip.embed_stages import EmbedActor, RunSpec, featurize, model_spec, to_table, write_shard
+from signclip.embedding import items as embed_items
+from signclip.embedding.items import InputError
+from signclip.embedding.resources import AUTO_CPU_ACTORS, plan, ray_quantity
+from signclip.embedding.stages import EmbedActor, RunSpec, featurize, model_spec, to_table, write_shard
+from signclip.io import embedding_store
 from tests.embed_helpers import LABELLED, bad_inputs, manifest_csv, tiny_model
 
 
@@ -29,10 +30,10 @@ def spec_for(model_dir: Path, output: Path, **kw) -> RunSpec:
 # --- inputs ------------------------------------------------------------------------------------------
 
 def test_folder_ids_are_relative_paths_without_suffix(poses_dir):
-    items = embed_inputs.from_files(str(poses_dir))
+    items = embed_items.from_files(str(poses_dir))
     assert [i.id for i in items] == sorted(p.stem for p in poses_dir.glob("*.pose"))
     assert {i.kind for i in items} == {"pose"}
-    glob_items = embed_inputs.from_files(str(poses_dir / "house-*.pose"))
+    glob_items = embed_items.from_files(str(poses_dir / "house-*.pose"))
     assert [i.id for i in glob_items] == ["house-colin-1", "house-spreadthesign"]
 
 
@@ -42,7 +43,7 @@ def test_manifest_resolves_relative_paths_and_carries_labels(tmp_path, poses_dir
     m = manifest_csv(tmp_path / "m.csv", [
         {"path": "sub/a.pose", "gloss": "sad", "language": "ase", "split": "test"},
         {"path": str(poses_dir / "library.pose"), "id": "lib", "gloss": "library", "language": "ase", "split": ""}])
-    a, b = embed_inputs.list_items(str(m))
+    a, b = embed_items.list_items(str(m))
     assert (a.id, a.source, a.gloss, a.language, a.split) == ("sub/a", str(tmp_path / "sub" / "a.pose"), "sad",
                                                             "ase", "test")
     assert (b.id, b.kind, b.gloss) == ("lib", "pose", "library")
@@ -51,15 +52,15 @@ def test_manifest_resolves_relative_paths_and_carries_labels(tmp_path, poses_dir
 def test_prompts_from_file_collapse_duplicates(tmp_path):
     f = tmp_path / "prompts.txt"
     f.write_text("<en> <ase> house\n\n  <en> <ase> sad  \n<en> <ase> house\n")
-    items = embed_inputs.list_items(texts=str(f))
+    items = embed_items.list_items(texts=str(f))
     assert [i.text for i in items] == ["<en> <ase> house", "<en> <ase> sad"]
-    assert items[0].id == embed_inputs.text_id("<en> <ase> house") and items[0].kind == "text"
+    assert items[0].id == embed_items.text_id("<en> <ase> house") and items[0].kind == "text"
     assert items[1].source == f"{f}:3"
 
 
 def test_prompts_from_a_manifest_column(tmp_path):
     m = manifest_csv(tmp_path / "p.csv", [{"prompt": "<en> <ase> house"}, {"prompt": "<en> <gsg> haus"}])
-    items = embed_inputs.list_items(str(m), text_column="prompt")
+    items = embed_items.list_items(str(m), text_column="prompt")
     assert [(i.kind, i.text) for i in items] == [("text", "<en> <ase> house"), ("text", "<en> <gsg> haus")]
 
 
@@ -82,7 +83,7 @@ def test_unusable_inputs_raise_input_error(tmp_path, poses_dir, case):
     else:
         match = "nothing to embed"
     with pytest.raises(InputError, match=match):
-        embed_inputs.list_items(**kwargs)
+        embed_items.list_items(**kwargs)
 
 
 # --- resources ---------------------------------------------------------------------------------------
@@ -187,13 +188,13 @@ def test_npy_path_layout(tmp_path):
 
 
 def test_pending_skips_written_ids_and_retries_failed_ones_on_request(tmp_path, model_dir):
-    from jobs.embed import EmbedOptions, pending
+    from signclip.jobs.embed import EmbedOptions, pending
 
     out = tmp_path / "emb"
     spec = spec_for(model_dir, out)
     embedding_store.write_shard(to_table(_rows(spec, ["a"], "ok", 1.0), spec), str(out), "r1", "x")
     embedding_store.write_shard(to_table(_rows(spec, ["b"], "failed", 0), spec), str(out), "r1", "y")
-    items = [embed_inputs.Item(id=i, kind="pose", source=f"{i}.pose") for i in "abc"]
+    items = [embed_items.Item(id=i, kind="pose", source=f"{i}.pose") for i in "abc"]
     fields = model_spec(str(model_dir))
     opts = EmbedOptions(model=str(model_dir), output=str(out))
     assert [i.id for i in pending(items, opts, fields)] == ["c"]

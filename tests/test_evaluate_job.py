@@ -14,9 +14,10 @@ import pandas as pd
 import pytest
 
 import signclip
-from jobs import evaluate
-from signclip import embedding_store, metrics
-from signclip.evaluation import clip_prompts
+from signclip.evaluation import metrics
+from signclip.evaluation.report import clip_prompts
+from signclip.io import embedding_store
+from signclip.jobs import evaluate
 from tests.embed_helpers import LABELLED, manifest_csv, tiny_model, warped_copies
 
 SHOTS = (1, 2)

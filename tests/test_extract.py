@@ -12,9 +12,10 @@ import pandas as pd
 import pytest
 from pose_format import Pose
 
-from jobs.extract import MANIFEST_NAME, ExtractConfig, main, run
-from signclip import manifest, storage
-from signclip.extraction import HolisticRunner, VideoTask, process_video
+from signclip.extraction.extract_video import VideoTask, process_video
+from signclip.extraction.holistic import HolisticRunner
+from signclip.io import manifests, storage
+from signclip.jobs.extract import MANIFEST_NAME, ExtractConfig, main, run
 from tests.test_extraction_unit import make_bad_inputs
 
 pytestmark = [pytest.mark.ray, pytest.mark.filterwarnings("ignore::DeprecationWarning")]
@@ -32,7 +33,7 @@ def copy_videos(videos_dir: Path, target: Path, layout: dict[str, str]) -> Path:
 
 
 def read_manifest(output: str) -> pd.DataFrame:
-    return manifest.read_manifest(storage.join(output, MANIFEST_NAME)).set_index("id")
+    return manifests.read_manifest(storage.join(output, MANIFEST_NAME)).set_index("id")
 
 
 @pytest.mark.timeout(240)
@@ -120,7 +121,7 @@ def test_killed_worker_is_restarted_and_every_video_reported_once(ray_local, tmp
     summary = run(ExtractConfig(input=str(src), output=str(out), progress=False, min_actors=2,
                                 max_task_retries=3), on_row=kill_first_worker)
     assert killed
-    rows = manifest.read_manifest(str(out / MANIFEST_NAME))
+    rows = manifests.read_manifest(str(out / MANIFEST_NAME))
     assert sorted(rows["id"]) == [f"v{i}" for i in range(5)]  # each exactly once
     assert (rows["status"] == "ok").all(), rows[["id", "status", "error"]]
     assert (rows["frames"] == 58).all()
@@ -145,7 +146,7 @@ def test_video_lost_with_its_worker_is_reported_failed_once(ray_local, tmp_path,
 
     summary = run(ExtractConfig(input=str(src), output=str(out), progress=False, min_actors=2,
                                 max_task_retries=0), on_row=kill_first_worker)
-    rows = manifest.read_manifest(str(out / MANIFEST_NAME))
+    rows = manifests.read_manifest(str(out / MANIFEST_NAME))
     assert sorted(rows["id"]) == [f"v{i}" for i in range(4)]
     lost = rows[rows["status"] == "failed"]
     assert len(lost) >= 1 and lost["error"].str.contains("worker process died").all()

@@ -15,11 +15,11 @@ import pyarrow as pa
 import pytest
 from pose_format import Pose
 
-from signclip import manifest, storage
-from signclip.extraction import (MANIFEST_SCHEMA, HolisticConfig, HolisticRunner, VideoTask, parse_options,
-                                 process_video, read_pose_summary)
-from signclip.extraction_plan import plan
-from signclip.video import VideoError, open_video
+from signclip.extraction.extract_video import MANIFEST_SCHEMA, VideoTask, process_video, read_pose_summary
+from signclip.extraction.holistic import HolisticConfig, HolisticRunner, parse_options
+from signclip.extraction.plan import plan
+from signclip.extraction.video import VideoError, open_video
+from signclip.io import manifests, storage
 
 BIN = Path(sys.executable).parent
 
@@ -94,7 +94,7 @@ def test_decode_streams_rgb_frames_and_metadata(videos_dir, name, frames, width,
 
 
 def test_read_ahead_keeps_order_passes_errors_and_stops_early(videos_dir):
-    from signclip.video import read_ahead
+    from signclip.extraction.video import read_ahead
 
     with open_video(str(videos_dir / "test_video.mp4")) as video, read_ahead(video, 4) as frames:
         ahead = [f.copy() for f in frames]
@@ -160,7 +160,7 @@ def test_holistic_options_parse_validate_and_reject():
 
 @pytest.mark.parametrize("complexity,model", [(0, "pose_landmark_lite.tflite"), (2, "pose_landmark_heavy.tflite")])
 def test_options_needing_a_download_fail_up_front(complexity, model):
-    from signclip.extraction import missing_model
+    from signclip.extraction.holistic import missing_model
 
     if missing_model(complexity) is None:
         pytest.skip(f"{model} is installed here")
@@ -264,7 +264,7 @@ def test_bad_inputs_give_failed_rows_with_reasons(tmp_path, videos_dir):
     assert "no person detected" in nobody["warning"]
     pose = read_pose(nobody["pose_path"])
     assert pose.body.data.shape[0] == 12 and pose.body.data.mask.all()  # every point masked
-    manifest.to_table(rows.values(), MANIFEST_SCHEMA)  # every row fits the manifest schema
+    manifests.to_table(rows.values(), MANIFEST_SCHEMA)  # every row fits the manifest schema
 
 
 def test_resume_skips_valid_pose_and_redoes_bad_or_mismatched_ones(tmp_path, videos_dir):
@@ -302,7 +302,7 @@ def test_worker_memory_does_not_grow_with_video_length(tmp_path, videos_dir):
     short = write_video(tmp_path / "short.mp4", frames)
     long = write_video(tmp_path / "long.mp4", frames * 16)
     script = ("import json, resource, sys\n"
-              "from signclip.extraction import HolisticRunner, VideoTask, process_video\n"
+              "from signclip.extraction.holistic import HolisticRunner; from signclip.extraction.extract_video import VideoTask, process_video\n"
               "row = process_video(VideoTask('v', sys.argv[1], sys.argv[2]), HolisticRunner())\n"
               "print(json.dumps({'frames': row['frames'], 'status': row['status'],\n"
               "                  'rss_mb': resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}))\n")
@@ -375,23 +375,23 @@ def test_plan_and_manifests_on_s3(s3_bucket):
     assert [t.video_path for t in from_manifest] == [f"{s3_bucket}/v/a/1.mp4", f"{s3_bucket}/v/2.mp4"]
 
     rows = [{"id": "a", "status": "ok", "frames": 3, "fps": 29.97}, {"id": "b", "status": "failed", "error": "x"}]
-    manifest.write_manifest(rows, f"{s3_bucket}/out/manifest.parquet", MANIFEST_SCHEMA)
-    back = manifest.read_manifest(f"{s3_bucket}/out/manifest.parquet")
+    manifests.write_manifest(rows, f"{s3_bucket}/out/manifest.parquet", MANIFEST_SCHEMA)
+    back = manifests.read_manifest(f"{s3_bucket}/out/manifest.parquet")
     assert list(back.columns) == MANIFEST_SCHEMA.names
     assert back["fps"].tolist()[0] == 29.97 and pd.isna(back["fps"].tolist()[1])
-    assert manifest.status_counts(pa.Table.from_pandas(back)) == {"ok": 1, "failed": 1, "skipped": 0}
+    assert manifests.status_counts(pa.Table.from_pandas(back)) == {"ok": 1, "failed": 1, "skipped": 0}
 
 
 def test_manifest_rows_keep_schema_and_order(tmp_path):
-    table = manifest.to_table([{"status": "skipped", "id": "z", "extra": 1}], MANIFEST_SCHEMA)
+    table = manifests.to_table([{"status": "skipped", "id": "z", "extra": 1}], MANIFEST_SCHEMA)
     assert table.schema == MANIFEST_SCHEMA and table.num_rows == 1
-    manifest.write_manifest(table, str(tmp_path / "m.parquet"))
-    assert manifest.read_manifest(str(tmp_path / "m.parquet"))["id"].tolist() == ["z"]
+    manifests.write_manifest(table, str(tmp_path / "m.parquet"))
+    assert manifests.read_manifest(str(tmp_path / "m.parquet"))["id"].tolist() == ["z"]
     with pytest.raises(ValueError, match="manifest must be"):
-        manifest.read_manifest(_write(tmp_path / "m.json", b"{}"))
-    assert manifest.resolve("x/y.mp4", "s3://b/lists/m.csv") == "s3://b/lists/x/y.mp4"
-    assert manifest.resolve("../y.mp4", "s3://b/lists/m.csv") == "s3://b/y.mp4"
-    assert manifest.resolve("s3://c/z.mp4", "s3://b/m.csv") == "s3://c/z.mp4"
+        manifests.read_manifest(_write(tmp_path / "m.json", b"{}"))
+    assert manifests.resolve("x/y.mp4", "s3://b/lists/m.csv") == "s3://b/lists/x/y.mp4"
+    assert manifests.resolve("../y.mp4", "s3://b/lists/m.csv") == "s3://b/y.mp4"
+    assert manifests.resolve("s3://c/z.mp4", "s3://b/m.csv") == "s3://c/z.mp4"
 
 
 def _write(path: Path, data: bytes) -> str:
@@ -403,7 +403,7 @@ def _write(path: Path, data: bytes) -> str:
 # ------------------------------------------------------------------------------------------- job options (no Ray)
 
 def test_actor_pool_leaves_room_for_other_stages():
-    from jobs.extract import ExtractConfig, actor_pool_sizes
+    from signclip.jobs.extract import ExtractConfig, actor_pool_sizes
 
     config = ExtractConfig(input="in", output="out")  # 0.9 CPU per actor
     assert actor_pool_sizes(config, cluster_cpus=2.0, videos=24) == (1, 2, 2)  # 1.8 of 2 CPUs
@@ -414,7 +414,7 @@ def test_actor_pool_leaves_room_for_other_stages():
 
 
 def test_command_line_maps_to_config():
-    from jobs.extract import build_parser, config_from_args
+    from signclip.jobs.extract import build_parser, config_from_args
 
     args = build_parser().parse_args(["--input", "s3://b/v", "--output", "out", "--overwrite",
                                       "--holistic-options", "refine_face_landmarks=true,min_tracking_confidence=0.6",
@@ -429,7 +429,7 @@ def test_command_line_maps_to_config():
 
 def test_extraction_workers_do_not_import_torch_or_ray():
     # every extraction actor imports these; torch alone costs seconds and ~300 MB per process
-    code = ("import sys, signclip, signclip.extraction, signclip.video, jobs.extract; "
+    code = ("import sys, signclip, signclip.extraction.holistic, signclip.extraction.video, signclip.jobs.extract; "
             "print(sorted(m for m in ('torch', 'ray', 'transformers') if m in sys.modules))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
                          cwd=Path(__file__).resolve().parents[1])
@@ -442,7 +442,7 @@ def test_extraction_workers_do_not_import_torch_or_ray():
 @pytest.mark.parametrize(("cpus", "threads"), [(0.9, 1), (2.0, 2)])
 def test_extraction_actor_limits_opencv_threads_to_its_cpus(cpus, threads):
     # process-global setting: checked in a fresh process, where OpenCV would otherwise use every core
-    code = ("import cv2; from jobs.extract import ExtractVideos; "
+    code = ("import cv2; from signclip.jobs.extract import ExtractVideos; "
             f"ExtractVideos({{}}, overwrite=False, decode_threads=1, decode_ahead=0, cpus={cpus}); "
             "print(cv2.getNumThreads())")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,

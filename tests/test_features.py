@@ -7,9 +7,11 @@ import pytest
 from pose_format import Pose
 from pose_format.numpy import NumPyPoseBody
 
-from signclip.augment import AFFINE2D, Augmentation
-from signclip.features import FEATURE_SETS, PoseInputError, collate, pose_features, read_pose
-from signclip.holistic_layout import BODY_POINTS, LEG_POINTS, PoseLayoutError
+from signclip.pose.augment import AFFINE2D, Augmentation
+from signclip.pose.feature_sets import FEATURE_SETS
+from signclip.pose.features import collate, pose_features
+from signclip.pose.layout import BODY_POINTS, LEG_POINTS, PoseLayoutError
+from signclip.pose.reader import PoseInputError, read_pose
 
 VALID = ["house-colin-1", "house-spreadthesign", "sad-colin", "library", "refined-face-553"]
 R_SHOULDER, L_SHOULDER = BODY_POINTS.index("RIGHT_SHOULDER"), BODY_POINTS.index("LEFT_SHOULDER")

@@ -11,8 +11,13 @@ from pose_format.numpy import NumPyPoseBody
 
 import signclip
 from tests.fairseq_fixture import make_fairseq_checkpoint
-from tests.reference_forward import (load_state_dict_fp32, reference_pose_features, reference_text_embedding,
-                                     reference_tokenizer, reference_video_embedding)
+from tests.reference_forward import (
+    load_state_dict_fp32,
+    reference_pose_features,
+    reference_text_embedding,
+    reference_tokenizer,
+    reference_video_embedding,
+)
 
 TOL = 1e-4
 HEADS = 4

@@ -13,7 +13,7 @@ import torch.distributed as dist
 import torch.multiprocessing as mp
 from torch import nn
 
-from signclip.loss import ContrastiveLoss
+from signclip.model.loss import ContrastiveLoss
 
 
 def test_reference_loss_matches_hand_computation():

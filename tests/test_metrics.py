@@ -1,11 +1,11 @@
-"""Unit tests for signclip.metrics on small cases worked out by hand (pure numpy, no Ray)."""
+"""Unit tests for signclip.evaluation.metrics on small cases worked out by hand (pure numpy, no Ray)."""
 
 from __future__ import annotations
 
 import numpy as np
 import pytest
 
-from signclip import metrics as M
+from signclip.evaluation.report import metrics as M
 
 # Two unique texts on the axes, so a video's score for text j is just its j-th coordinate.
 T2 = np.array([[1.0, 0.0], [0.0, 1.0]])
@@ -278,7 +278,7 @@ def test_few_shot_report_keys_and_skips(caplog):
     # a: 12, b: 11, c: 6 examples.
     # k=1, 5: all 3 classes; k=10: a and b only (c skipped); k=100: no class -> k skipped
     emb, labels = _clusters([12, 11, 6])
-    with caplog.at_level("WARNING", logger="signclip.metrics"):
+    with caplog.at_level("WARNING", logger="signclip.evaluation.metrics"):
         r = M.few_shot_report(emb, labels, shots=(1, 5, 10, 100), seed=0)
     assert set(r) == {f"{m}@{k}" for m in ("proto", "knn", "probe", "classes", "queries") for k in (1, 5, 10)}
     assert r["classes@1"] == 3 and r["queries@1"] == 29 - 3

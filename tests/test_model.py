@@ -9,9 +9,10 @@ import pytest
 import torch
 
 import signclip
-from signclip.checkpoint import CheckpointError, minilm_dir
-from signclip.embedder import CPU_BATCH_FRAMES, Embedder, windows
-from signclip.features import collate, pose_features
+from signclip.model.checkpoint import CheckpointError
+from signclip.model.embedder import CPU_BATCH_FRAMES, Embedder, windows
+from signclip.model.factory import minilm_dir
+from signclip.pose.features import collate, pose_features
 
 VALID = ["house-colin-1", "house-spreadthesign", "sad-colin", "library", "refined-face-553"]
 
@@ -194,7 +195,7 @@ def test_towers_start_from_a_local_bert(tmp_path):
 
 
 def test_recipes_fill_training_defaults():
-    from jobs.train import parse_args
+    from signclip.jobs.train import parse_args
 
     args = parse_args(["--train", "t.csv", "--val", "v.csv", "--out", "r", "--recipe", "fingerclip"])
     assert args.feature_set == "right_hand" and args.unique_texts and args.rotation_std == 0.2

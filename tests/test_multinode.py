@@ -21,8 +21,8 @@ from pathlib import Path
 
 import pytest
 
-from jobs import submit
-from signclip import embedding_store, manifest, storage
+from signclip.io import embedding_store, manifests, storage
+from signclip.jobs import submit
 
 pytestmark = [pytest.mark.ray, pytest.mark.slow]
 
@@ -155,7 +155,7 @@ def extracted(cluster, client, bucket, videos_dir, s3_endpoint):
 @pytest.mark.timeout(240)
 def test_extract_job_reads_and_writes_s3(extracted, bucket):
     assert extracted["rc"] == 0
-    rows = manifest.read_manifest(f"{bucket}/poses/manifest.parquet")
+    rows = manifests.read_manifest(f"{bucket}/poses/manifest.parquet")
     assert sorted(rows["status"]) == ["ok"] * len(extracted["videos"]), rows[["id", "status", "error"]]
     frames = {"test_video": 58, "sample_video": 9}  # SOURCES.md
     from pose_format import Pose

@@ -13,10 +13,10 @@ from pathlib import Path
 import pytest
 
 import signclip
-from jobs import evaluate, train
-from signclip.evaluation import clip_prompts
-from signclip.prompts import PromptError
-from signclip.recipes import RECIPES, recipe
+from signclip.evaluation.report import clip_prompts
+from signclip.jobs import evaluate, train
+from signclip.model.prompts import PromptError
+from signclip.training.recipes import RECIPES, recipe
 from tests.embed_helpers import LABELLED, manifest_csv, warped_copies
 
 pytestmark = pytest.mark.ray

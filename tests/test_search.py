@@ -1,4 +1,4 @@
-"""Text-to-sign search over an embedded corpus (signclip.search and `signclip search`), without Ray.
+"""Text-to-sign search over an embedded corpus (signclip.search.lookup and `signclip search`), without Ray.
 
 The corpus is written by the embed job's own stages called in-process (the same code the Ray pipeline
 runs), so these tests need no cluster.
@@ -13,10 +13,11 @@ import numpy as np
 import pytest
 
 import signclip
-from jobs import search as search_job
-from signclip import cli, metrics
-from signclip.embed_stages import EmbedActor, RunSpec, featurize, model_spec, write_shard
-from signclip.search import SignSearch
+from signclip import cli
+from signclip.embedding.stages import EmbedActor, RunSpec, featurize, model_spec, write_shard
+from signclip.evaluation import metrics
+from signclip.jobs import search as search_job
+from signclip.search.lookup import SignSearch
 from tests.embed_helpers import LABELLED, tiny_model
 
 QUERY = "<en> <ase> house"

@@ -1,4 +1,4 @@
-"""The embedding service running on Ray Serve (jobs/serve.py), over HTTP on 127.0.0.1.
+"""The embedding service running on Ray Serve (signclip/jobs/serve.py), over HTTP on 127.0.0.1.
 
 Two apps on the shared local Ray: ``signclip`` at ``/`` (small limits, CORS, a VideoToPose that takes one
 request and queues one) and ``bp`` at ``/bp`` (a bearer token, a Gateway that takes one request and queues one).
@@ -22,7 +22,7 @@ import numpy as np
 import pytest
 
 import signclip
-from signclip.checkpoint import fingerprint
+from signclip.io.model_cache import fingerprint
 
 # Each test is bounded; the bound includes starting Ray and both apps for whichever test runs first.
 pytestmark = [pytest.mark.ray, pytest.mark.timeout(300)]
@@ -74,8 +74,8 @@ def service(ray_local, model_dir):
 
 
 def _deploy(serve, port: int, model_dir: Path) -> SimpleNamespace:
-    from jobs.serve import make_app
     from signclip.api import ServiceSettings
+    from signclip.service import make_app
 
     one = {"autoscaling_config": {"min_replicas": 1, "max_replicas": 1, "target_ongoing_requests": 8}}
     main = ServiceSettings.from_mapping({"models": {"default": str(model_dir), "second": str(model_dir)}, **SMALL})

@@ -1,4 +1,4 @@
-"""``signclip submit`` (jobs/submit.py) against an in-memory job API: ids, deduplication, runtime
+"""``signclip submit`` (signclip/jobs/submit.py) against an in-memory job API: ids, deduplication, runtime
 environments, log following and exit codes. No Ray runs here; tests/test_multinode.py submits for real."""
 
 from __future__ import annotations
@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 from ray.job_submission import JobStatus
 
-from jobs import submit
+from signclip.jobs import submit
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -76,7 +76,7 @@ def test_submits_the_job_and_follows_it(jobs, capsys, tmp_path):
     (sent,) = jobs.submitted
     base = submit.submission_id("extract", ARGS)
     assert sent["submission_id"] == base and base.startswith("signclip-extract-")
-    assert sent["entrypoint"] == "python -m jobs.extract --input s3://b/videos --output s3://b/poses"
+    assert sent["entrypoint"] == "python -m signclip.jobs.extract --input s3://b/videos --output s3://b/poses"
     env = sent["runtime_env"]
     assert env["working_dir"] == str(tmp_path)
     assert {".venv/", "runs/", ".git/"} <= set(env["excludes"])
@@ -160,7 +160,7 @@ def test_options_after_double_dash_go_to_the_job(jobs, capsys, tmp_path):
     rc, _, _ = run(["extract", "--address", "http://h:8265", "--working-dir", str(tmp_path), "--",
                     "--input", "v", "--output", "s3://b/p", "--address", "auto"], capsys)
     assert rc == 0
-    assert jobs.submitted[0]["entrypoint"] == "python -m jobs.extract --input v --output s3://b/p --address auto"
+    assert jobs.submitted[0]["entrypoint"] == "python -m signclip.jobs.extract --input v --output s3://b/p --address auto"
 
 
 def test_bad_usage_exits_2(jobs, capsys, tmp_path):

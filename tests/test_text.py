@@ -6,9 +6,9 @@ import json
 
 import pytest
 
-from signclip.checkpoint import minilm_dir
-from signclip.prompts import PromptError, build_prompt, sentence_prompt
-from signclip.tokenizer import Tokenizer
+from signclip.model.factory import minilm_dir
+from signclip.model.prompts import PromptError, build_prompt, sentence_prompt
+from signclip.model.tokenizer import Tokenizer
 
 
 def test_build_prompt():

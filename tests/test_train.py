@@ -18,10 +18,10 @@ import pytest
 from pose_format import Pose
 
 import signclip
-from signclip.augment import Augmentation, augmented_copies
-from signclip.extraction import pose_to_bytes
-from signclip.holistic_layout import holistic_module
-from jobs import train
+from signclip.extraction.holistic import pose_to_bytes
+from signclip.jobs import train
+from signclip.pose.augment import Augmentation, augmented_copies
+from signclip.pose.holistic_module import pose_format_holistic
 
 pytestmark = pytest.mark.ray
 
@@ -38,7 +38,7 @@ def _video_pose(path: Path) -> Pose:
             break
         frames.append(cv2.cvtColor(frame, cv2.COLOR_BGR2RGB))
     h, w = frames[0].shape[:2]
-    return holistic_module().load_holistic(frames, fps=fps, width=w, height=h, progress=False,
+    return pose_format_holistic().load_holistic(frames, fps=fps, width=w, height=h, progress=False,
                                            additional_holistic_config={"model_complexity": 1})
 
 
@@ -131,7 +131,7 @@ def test_rerun_resumes_from_latest_checkpoint(ray_local, sources, tmp_path):
     """A driver killed mid-run; the same command again continues at the checkpointed step."""
     args = _train_args(sources, tmp_path, epochs=3)
     env = dict(os.environ, RAY_ADDRESS=ray_local.get_runtime_context().gcs_address)
-    proc = subprocess.Popen([sys.executable, "-m", "jobs.train", *args], env=env,
+    proc = subprocess.Popen([sys.executable, "-m", "signclip.jobs.train", *args], env=env,
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     run = tmp_path / "run"
     deadline = time.monotonic() + 300

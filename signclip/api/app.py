@@ -28,11 +28,12 @@ from starlette.exceptions import HTTPException
 from starlette.responses import Response
 
 from signclip.api import parsing
-from signclip.api.backend import Backend, Embedded, ExtractedPose, Rejected
+from signclip.api.backend import Backend
 from signclip.api.errors import ApiError, bad_request, install_handlers, unprocessable
-from signclip.api.metrics import ServiceMetrics
 from signclip.api.middleware import BearerTokenMiddleware, BodyLimitMiddleware, MetricsMiddleware
+from signclip.api.prometheus import ServiceMetrics
 from signclip.api.settings import ServiceSettings
+from signclip.api.types import Embedded, ExtractedPose, Rejected
 
 UPLOAD_ROUTES = frozenset({"/v1/embed/pose", "/v1/embed/video"})
 
@@ -145,9 +146,7 @@ def create_app(backend: Backend, settings: ServiceSettings, metrics: ServiceMetr
         if len(files) != 1:
             raise bad_request("send exactly one video as the 'file' field", "missing_field", "file")
         model = service.model_field(form)
-        from signclip.api.video import safe_suffix
-
-        extracted = await backend.video_to_pose(await files[0].read(), safe_suffix(files[0].filename))
+        extracted = await backend.video_to_pose(await files[0].read(), parsing.safe_suffix(files[0].filename))
         if isinstance(extracted, Rejected):
             raise unprocessable(extracted.message, extracted.code, "file")
         assert isinstance(extracted, ExtractedPose)

@@ -2,8 +2,10 @@
 
 - :class:`Backend`: the app's view (embed texts, embed poses, video -> pose, readiness, model info).
 - :func:`load_models`, :func:`featurize_all`, :func:`embed_grouped`: what a model replica does, used as is by
-  the Ray Serve deployments (``jobs/serve.py``) and by :class:`LocalBackend` (one process, no Ray).
-- :class:`Embedded` / :class:`Rejected` / :class:`ExtractedPose`: plain picklable answers that cross processes.
+  the Ray Serve deployments (:mod:`signclip.service`) and by :class:`LocalBackend` (one process, no Ray).
+- :func:`video_to_pose`: an uploaded video's ``.pose``, or why not.
+
+The answers that cross processes are the value types of :mod:`signclip.api.types`.
 """
 
 from __future__ import annotations
@@ -13,63 +15,22 @@ import importlib.metadata
 import logging
 import threading
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass, field
-from typing import Any, Literal, Protocol
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, Literal, Protocol
 
 import numpy as np
 
 from signclip.api.settings import ServiceSettings
-from signclip.embedder import Embedder
-from signclip.holistic_layout import PoseLayoutError
+from signclip.api.types import Embedded, ExtractedPose, ModelInfo, Rejected
+from signclip.model.embedder import Embedder
+from signclip.pose.layout import PoseLayoutError
+
+if TYPE_CHECKING:
+    from signclip.extraction.holistic import HolisticRunner
 
 log = logging.getLogger(__name__)
 
 Tower = Literal["text", "pose"]
-
-
-@dataclass(frozen=True)
-class Embedded:
-    """Embeddings of one request's items, and the size of the model batch they were computed in."""
-
-    vectors: np.ndarray  # float32 [N, E]
-    batch_items: int  # items in the batch (this request's and others'), for metrics
-
-
-@dataclass(frozen=True)
-class Rejected:
-    """An input the model side refused (a pose it cannot read, a video it cannot decode)."""
-
-    index: int  # which item of the request
-    code: str  # machine-readable reason, e.g. "invalid_pose", "unsupported_pose_layout"
-    message: str  # what is wrong, in words
-
-
-@dataclass(frozen=True)
-class ExtractedPose:
-    """A ``.pose`` extracted from an uploaded video."""
-
-    pose: bytes
-    frames: int
-    fps: float
-    warnings: list[str] = field(default_factory=list)
-
-
-@dataclass(frozen=True)
-class ModelInfo:
-    """What ``GET /info`` says about one served model."""
-
-    name: str
-    preset: str
-    embedding_dim: int
-    feature_set: str
-    feature_dim: int
-    max_frames: int
-    max_text_tokens: int
-    similarity: str
-    fingerprint: str
-
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
 
 
 @dataclass
@@ -94,19 +55,22 @@ class Backend(Protocol):
     async def models(self) -> dict[str, ModelInfo]: ...
 
 
-def load_models(directories: dict[str, str]) -> dict[str, LoadedModel]:
-    """Load every model (strict loading; a bad directory raises ``CheckpointError`` naming it)."""
-    from signclip.checkpoint import fingerprint, load
+def load_models(locations: dict[str, str]) -> dict[str, LoadedModel]:
+    """Load every model, local or fetched from object storage into this node's cache (strict loading; an
+    unusable model raises ``CheckpointError`` naming it)."""
+    from signclip.io.model_cache import fingerprint, local_model
+    from signclip.model.factory import load
 
     loaded = {}
-    for name, directory in directories.items():
+    for name, location in locations.items():
+        directory = local_model(location)
         model = load(directory)
         cfg = model.cfg
         info = ModelInfo(name=name, preset=cfg.name, embedding_dim=cfg.embedding_dim, feature_set=cfg.feature_set,
                          feature_dim=cfg.feature_dim, max_frames=cfg.max_frames, max_text_tokens=cfg.max_text_tokens,
                          similarity=cfg.similarity, fingerprint=fingerprint(directory))
         loaded[name] = LoadedModel(Embedder(model), info)
-        log.info("loaded model %s (%s, %s) from %s", name, cfg.name, info.fingerprint, directory)
+        log.info("loaded model %s (%s, %s) from %s", name, cfg.name, info.fingerprint, location)
     return loaded
 
 
@@ -148,6 +112,27 @@ def embed_grouped(models: dict[str, LoadedModel], tower: Tower,
     return [e for e in out if e is not None]
 
 
+def holistic_runner(options: dict[str, Any] | None = None) -> HolisticRunner:
+    """A Holistic runner with the given options (validated; an unusable option raises ``ValueError``)."""
+    from signclip.extraction.holistic import HolisticConfig, HolisticRunner
+
+    return HolisticRunner(HolisticConfig.from_options(dict(options or {})))
+
+
+def video_to_pose(runner: HolisticRunner, video: bytes, max_seconds: float, suffix: str) -> ExtractedPose | Rejected:
+    """The ``.pose`` of an uploaded video (extraction's own video loop), or why not."""
+    from signclip.extraction.extract_video import VideoTooLong, extract_upload
+    from signclip.extraction.video import VideoError
+
+    try:
+        pose, facts = extract_upload(video, runner, max_seconds, suffix)
+    except VideoTooLong as e:
+        return Rejected(0, "video_too_long", f"video: {e}")
+    except VideoError as e:
+        return Rejected(0, "invalid_video", f"video: {e}")
+    return ExtractedPose(pose, int(facts.frames or 0), float(facts.fps or 0.0), facts.warnings)
+
+
 def versions() -> dict[str, str]:
     """Versions of the packages that decide what the service computes."""
     found = {}
@@ -178,13 +163,11 @@ class LocalBackend:
         return (await asyncio.to_thread(embed_grouped, self._models, "pose", [(model, features)]))[0]
 
     async def video_to_pose(self, video: bytes, suffix: str) -> ExtractedPose | Rejected:
-        from signclip.api.video import extract_pose, holistic_runner
-
         def run() -> ExtractedPose | Rejected:
             with self._video_lock:
                 if self._runner is None:
                     self._runner = holistic_runner(self.settings.holistic_options)
-                return extract_pose(video, self._runner, self.settings.max_video_seconds, suffix)
+                return video_to_pose(self._runner, video, self.settings.max_video_seconds, suffix)
 
         return await asyncio.to_thread(run)
 

@@ -12,7 +12,7 @@ from collections.abc import Awaitable, Callable, MutableMapping
 from typing import Any
 
 from signclip.api.errors import ApiError
-from signclip.api.metrics import ServiceMetrics
+from signclip.api.prometheus import ServiceMetrics
 
 Scope = MutableMapping[str, Any]
 Message = MutableMapping[str, Any]

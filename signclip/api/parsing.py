@@ -9,6 +9,8 @@ from __future__ import annotations
 import base64
 import binascii
 import json
+import os
+import re
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Literal
 
@@ -125,3 +127,9 @@ def openai_request(body: dict[str, Any], settings: ServiceSettings) -> OpenAIEmb
         raise bad_request(f"'dimensions' must be an integer, got {_type_name(dimensions)}", "wrong_type",
                           "dimensions")
     return OpenAIEmbeddingRequest(items, model_name(body.get("model"), settings, "model"), encoding, dimensions)
+
+
+def safe_suffix(filename: str | None) -> str:
+    """An upload's extension if it is a plain short one (FFmpeg may use it as a hint), else ``.video``."""
+    ext = os.path.splitext(filename or "")[1].lower()
+    return ext if re.fullmatch(r"\.[a-z0-9]{1,5}", ext) else ".video"

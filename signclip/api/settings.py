@@ -49,7 +49,7 @@ def parse_models(spec: str | Mapping[str, str] | list[str]) -> dict[str, str]:
 class ServiceSettings:
     """Models by name and the request limits; the same object configures every deployment."""
 
-    models: dict[str, str] = field(default_factory=dict)  # model name -> native model directory
+    models: dict[str, str] = field(default_factory=dict)  # model name -> native model directory or URL
     default_model: str = ""  # the model used when a request names none ("" -> "default" if listed, else the first)
     max_items: int = 64  # texts per request (original API, /v1/embeddings, /score)
     max_poses: int = 16  # poses per request (JSON or multipart)
@@ -58,7 +58,7 @@ class ServiceSettings:
     max_upload_bytes: int = 64 * MiB  # multipart uploads (.pose files, a video)
     max_video_seconds: float = 60.0  # longest video accepted for extraction
     enable_video: bool = True  # deploy the video -> pose extractor (MediaPipe Holistic)
-    holistic_options: dict[str, Any] = field(default_factory=dict)  # signclip.extraction.HolisticConfig fields
+    holistic_options: dict[str, Any] = field(default_factory=dict)  # signclip.extraction.holistic.HolisticConfig fields
     api_token_env: str = "SIGNCLIP_API_TOKEN"  # environment variable holding the bearer token ("" or unset: none)
     cors_origins: list[str] = field(default_factory=list)  # allowed browser origins (empty: no CORS headers)
     retry_after_s: int = 1  # Retry-After sent with 503 (overloaded / replica restarting)
@@ -88,8 +88,9 @@ class ServiceSettings:
                      base_dir: str | os.PathLike | None = None) -> "ServiceSettings":
         """Settings from ``args`` (unknown keys are an error), the environment filling models and CORS.
 
-        Relative model directories are resolved against ``base_dir`` (the current directory by default), and
-        every directory must hold a native model (``config.json`` + ``model.safetensors``).
+        Models are directories or URLs (``s3://...``); relative directories are resolved against ``base_dir``
+        (the current directory by default), and every model must hold a native model (``config.json`` +
+        ``model.safetensors``).
         """
         args = dict(args or {})
         env = os.environ if environ is None else environ
@@ -104,7 +105,7 @@ class ServiceSettings:
         if "models" in args:
             args["models"] = parse_models(args["models"])
         settings = cls(**args)
-        settings.models = {name: resolve_model_dir(d, base_dir) for name, d in settings.models.items()}
+        settings.models = {name: resolve_model(d, base_dir) for name, d in settings.models.items()}
         return settings
 
     def api_token(self, environ: Mapping[str, str] | None = None) -> str | None:
@@ -119,15 +120,26 @@ class ServiceSettings:
                                                        "max_upload_bytes", "max_video_seconds")}
 
 
-def resolve_model_dir(directory: str, base_dir: str | os.PathLike | None = None) -> str:
-    """An absolute model directory; raises ``ValueError`` unless it holds a native SignCLIP model."""
-    from signclip.checkpoint import CONFIG, WEIGHTS
+def resolve_model(location: str, base_dir: str | os.PathLike | None = None) -> str:
+    """The model as every replica can name it: a URL as given, or an absolute local directory.
 
-    path = Path(directory).expanduser()
+    Raises ``ValueError`` unless it holds a native SignCLIP model (``config.json`` + ``model.safetensors``);
+    a remote model is only looked at here, each replica fetches it onto its own node.
+    """
+    from signclip.io import storage
+    from signclip.model.checkpoint import CONFIG, WEIGHTS
+
+    if storage.is_remote(location):
+        present = [storage.exists(storage.join(location, name)) for name in (CONFIG, WEIGHTS)]
+        if not all(present):
+            raise ValueError(f"model {location!r} holds no native SignCLIP model (needs {CONFIG} and {WEIGHTS}; "
+                             "see `signclip import-checkpoint`)")
+        return location
+    path = Path(location).expanduser()
     if not path.is_absolute():
         path = Path(base_dir or os.getcwd()) / path
     path = path.resolve()
     if not ((path / CONFIG).is_file() and (path / WEIGHTS).is_file()):
-        raise ValueError(f"model directory {directory!r} ({path}) holds no native SignCLIP model "
+        raise ValueError(f"model directory {location!r} ({path}) holds no native SignCLIP model "
                          f"(needs {CONFIG} and {WEIGHTS}; see `signclip import-checkpoint`)")
     return str(path)

@@ -8,6 +8,8 @@ Every adapter has the signature ``adapter(root: str, **options) -> pd.DataFrame`
 columns of its own (frame ranges, ASL-LEX codes, ...). ``pose`` is the pose file's path (for Google's
 landmark data the parquet's); ``missing`` marks clips the dataset lists whose file is absent (kept, so
 they can be reported). ``signclip manifest`` writes the train / val / test manifests from them.
+
+May import ``signclip.io``, ``signclip.pose`` and ``signclip.model`` (prompts).
 """
 
 from __future__ import annotations

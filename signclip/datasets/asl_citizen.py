@@ -18,10 +18,17 @@ import posixpath
 
 import pandas as pd
 
-from signclip import storage
-from signclip.datasets.common import (SPLITS, DatasetError, FileIndex, default_poses_dir, finalize,
-                                      locate_by_stem, read_csv)
+from signclip.datasets.common import (
+    SPLITS,
+    DatasetError,
+    FileIndex,
+    default_poses_dir,
+    finalize,
+    locate_by_stem,
+    read_csv,
+)
 from signclip.datasets.glosses import clean_asl_citizen
+from signclip.io import storage
 
 NAME = "asl_citizen"
 COLUMNS = ("Participant ID", "Video file", "Gloss", "ASL-LEX Code")

@@ -4,7 +4,7 @@ Layout (the competition's data page; the original SignCLIP's ``ASLSignMetaProces
 
     ROOT/train.csv                      path,participant_id,sequence_id,sign
                                         path: train_landmark_files/<participant_id>/<sequence_id>.parquet
-    ROOT/train_landmark_files/...       one landmark parquet per clip (see signclip.datasets.google_parquet)
+    ROOT/train_landmark_files/...       one landmark parquet per clip (see signclip.pose.google_parquet)
     ROOT/sign_to_prediction_index_map.json   optional: {"sign": class index} (250 signs) -> class_id
     ROOT/{train,val,test}.txt           optional split lists (sequence ids), e.g. the original's
                                         data/asl_signs lists; also looked for in ROOT/splits
@@ -23,10 +23,19 @@ import json
 
 import pandas as pd
 
-from signclip import storage
-from signclip.datasets.common import (DatasetError, FileIndex, find_split_lists, finalize, locate_by_relpath,
-                                      random_split, read_csv, read_split_lists, read_text)
-from signclip.prompts import sentence_prompt
+from signclip.datasets.common import (
+    DatasetError,
+    FileIndex,
+    finalize,
+    find_split_lists,
+    locate_by_relpath,
+    random_split,
+    read_csv,
+    read_split_lists,
+    read_text,
+)
+from signclip.io import storage
+from signclip.model.prompts import sentence_prompt
 
 NAME = "asl_signs"
 COLUMNS = ("path", "participant_id", "sequence_id", "sign")

@@ -17,8 +17,8 @@ from collections.abc import Callable, Iterable, Mapping
 
 import pandas as pd
 
-from signclip import storage
-from signclip.prompts import PromptError, build_prompt
+from signclip.io import storage
+from signclip.model.prompts import PromptError, build_prompt
 
 log = logging.getLogger(__name__)
 

@@ -14,8 +14,8 @@ from collections.abc import Callable
 import pandas as pd
 from pose_format import Pose
 
-from signclip import storage
-from signclip.datasets.google_parquet import google_parquet_to_pose
+from signclip.io import storage
+from signclip.pose.google_parquet import google_parquet_to_pose
 
 log = logging.getLogger(__name__)
 

@@ -26,10 +26,20 @@ from collections.abc import Sequence
 
 import pandas as pd
 
-from signclip import storage
-from signclip.datasets.common import (DatasetError, FileIndex, as_list, default_poses_dir, find_split_lists,
-                                      finalize, locate_by_stem, random_split, read_split_lists, read_text)
-from signclip.prompts import PromptError, sentence_prompt
+from signclip.datasets.common import (
+    DatasetError,
+    FileIndex,
+    as_list,
+    default_poses_dir,
+    finalize,
+    find_split_lists,
+    locate_by_stem,
+    random_split,
+    read_split_lists,
+    read_text,
+)
+from signclip.io import storage
+from signclip.model.prompts import PromptError, sentence_prompt
 
 log = logging.getLogger(__name__)
 

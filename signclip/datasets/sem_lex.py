@@ -20,8 +20,18 @@ from collections.abc import Sequence
 
 import pandas as pd
 
-from signclip.datasets.common import (SPLITS, DatasetError, FileIndex, as_list, default_poses_dir, finalize,
-                                      find_index_file, locate_by_stem, normalize_split, read_csv)
+from signclip.datasets.common import (
+    SPLITS,
+    DatasetError,
+    FileIndex,
+    as_list,
+    default_poses_dir,
+    finalize,
+    find_index_file,
+    locate_by_stem,
+    normalize_split,
+    read_csv,
+)
 from signclip.datasets.glosses import clean_sem_lex
 
 log = logging.getLogger(__name__)

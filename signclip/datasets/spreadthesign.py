@@ -22,10 +22,20 @@ from collections.abc import Sequence
 
 import pandas as pd
 
-from signclip import storage
-from signclip.datasets.common import (DatasetError, FileIndex, as_list, default_poses_dir, find_index_file,
-                                      find_split_lists, finalize, locate_by_relpath, random_split, read_csv,
-                                      read_split_lists)
+from signclip.datasets.common import (
+    DatasetError,
+    FileIndex,
+    as_list,
+    default_poses_dir,
+    finalize,
+    find_index_file,
+    find_split_lists,
+    locate_by_relpath,
+    random_split,
+    read_csv,
+    read_split_lists,
+)
+from signclip.io import storage
 
 NAME = "spreadthesign"
 COLUMNS = ("pose", "videoLanguage", "language", "text")

@@ -32,9 +32,17 @@ import logging
 
 import pandas as pd
 
-from signclip import storage
-from signclip.datasets.common import (DatasetError, FileIndex, default_poses_dir, finalize, list_dir,
-                                      locate_by_stem, normalize_gloss, read_text)
+from signclip.datasets.common import (
+    DatasetError,
+    FileIndex,
+    default_poses_dir,
+    finalize,
+    list_dir,
+    locate_by_stem,
+    normalize_gloss,
+    read_text,
+)
+from signclip.io import storage
 
 log = logging.getLogger(__name__)
 

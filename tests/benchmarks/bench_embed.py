@@ -1,11 +1,11 @@
-"""Throughput of the bulk-embedding job (``jobs.embed`` on Ray Data) against the reference's inference semantics.
+"""Throughput of the bulk-embedding job (``signclip.jobs.embed`` on Ray Data) against the reference's inference semantics.
 
     flock /tmp/signclip-ray.lock .venv/bin/python tests/benchmarks/bench_embed.py            # 2,000 clips, e7.2
     flock /tmp/signclip-ray.lock .venv/bin/python tests/benchmarks/bench_embed.py --quick    # a few minutes
     .venv/bin/python tests/benchmarks/bench_embed.py --clips 5000 --actors 1,2 --bf16 --out runs/bench.json
 
 Clips: copies of the real labelled poses (and the valid refined-face one), time-warped with
-``signclip.augment`` (``--variants`` distinct warps, copied round-robin up to ``--clips`` files), written
+``signclip.pose.augment`` (``--variants`` distinct warps, copied round-robin up to ``--clips`` files), written
 to a temporary folder. One model (``signclip.create(preset)``, random weights; E7.2 = 12+12 layers,
 hidden 768) is saved once and used by both sides:
 
@@ -35,9 +35,9 @@ import numpy as np
 import torch
 
 import signclip
-from signclip import embedding_store, sample_data
-from signclip.augment import Augmentation
-from signclip.features import collate, pose_features
+from signclip.io import embedding_store, sample_data
+from signclip.pose.augment import Augmentation
+from signclip.pose.features import collate, pose_features
 
 log = logging.getLogger("bench_embed")
 SOURCES = [*sample_data.LABELLED_POSES, "poses/refined-face-553.pose"]
@@ -87,7 +87,7 @@ def reference_semantics(model: signclip.SignCLIP, paths: list[Path]) -> dict:
 
 
 def job(model_dir: Path, clips_dir: Path, output: Path, actors: int, precision: str, batch_size: int) -> dict:
-    from jobs.embed import EmbedOptions, run
+    from signclip.jobs.embed import EmbedOptions, run
 
     summary = run(EmbedOptions(model=str(model_dir), input=str(clips_dir), output=str(output), actors=actors,
                                precision=precision, batch_size=batch_size, shard_rows=512))

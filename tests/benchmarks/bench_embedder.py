@@ -18,10 +18,10 @@ import numpy as np
 import torch
 
 import signclip
-from signclip import sample_data
-from signclip.embedder import Embedder
-from signclip.features import collate, pose_features
-from signclip.prompts import SIGN_LANGUAGES, build_prompt
+from signclip.io import sample_data
+from signclip.model.embedder import Embedder
+from signclip.model.prompts import SIGN_LANGUAGES, build_prompt
+from signclip.pose.features import collate, pose_features
 
 GLOSSES = ["house", "sad", "library", "police", "mother", "father", "school", "water", "thank you", "good morning",
            "how are you", "book", "friend", "teacher", "coffee", "tomorrow"]

@@ -7,7 +7,7 @@ measures, each in a fresh process, frames per second of:
 
   (a) pose-format's ``pose_video`` (what ``video_to_pose`` runs), once per video, in one process;
   (b) pose-format's parallel CLI ``videos_to_poses --num-workers N`` (N = ``--cpus``);
-  (c) this job (``jobs.extract.run``) on a local Ray with ``--cpus`` CPUs (Ray's start-up excluded; reported);
+  (c) this job (``signclip.jobs.extract.run``) on a local Ray with ``--cpus`` CPUs (Ray's start-up excluded; reported);
   (w) the same job on a Ray that has already run an extraction, as on a long-running cluster: Ray Data's
       per-cluster helper actors (stats, autoscaling coordinator, actor locations) are up; its actor
       pool still starts from nothing;
@@ -39,7 +39,7 @@ sys.path.insert(0, str(REPO))
 
 def make_corpus(folder: Path, copies: int) -> list[Path]:
     """``copies`` copies of each real sample video, spread over two sub-folders."""
-    from signclip import sample_data
+    from signclip.io import sample_data
 
     videos = sorted((sample_data.data_dir() / "videos").glob("*.mp4"))
     made = []
@@ -53,7 +53,7 @@ def make_corpus(folder: Path, copies: int) -> list[Path]:
 
 
 def count_frames(videos: list[Path]) -> int:
-    from signclip.video import open_video
+    from signclip.extraction.video import open_video
 
     total = 0
     for v in videos:
@@ -167,8 +167,8 @@ def worker_c(corpus: Path, out: Path, cpus: int, options: dict, warm: bool = Fal
 
     import ray
 
-    from jobs.extract import ExtractConfig, run
-    from signclip import manifest
+    from signclip.io import manifests
+    from signclip.jobs.extract import ExtractConfig, run
 
     logging.basicConfig(level=logging.WARNING)
     os.environ.setdefault("RAY_AUTH_MODE", "disabled")
@@ -185,7 +185,7 @@ def worker_c(corpus: Path, out: Path, cpus: int, options: dict, warm: bool = Fal
         summary = run(config)
     busy = machine_busy_seconds() - busy
     ray.shutdown()
-    rows = manifest.read_manifest(summary.manifest_path)
+    rows = manifests.read_manifest(summary.manifest_path)
     start = rows["started_at"].min().timestamp()
     end = max(r.started_at.timestamp() + r.seconds for r in rows.itertuples())
     return {"seconds": summary.seconds, "ray_init_seconds": ray_start, "ok": summary.ok, "failed": summary.failed,
@@ -194,8 +194,8 @@ def worker_c(corpus: Path, out: Path, cpus: int, options: dict, warm: bool = Fal
 
 
 def _limit_process(videos: list[str], barrier, results) -> None:
-    from signclip.extraction import HolisticRunner
-    from signclip.video import open_video
+    from signclip.extraction.holistic import HolisticRunner
+    from signclip.extraction.video import open_video
 
     decoded = []
     for v in videos:
@@ -246,8 +246,8 @@ def worker_d(corpus: Path, cpus: int) -> dict:
 LABELS = {
     "a": "(a) video_to_pose per video, one process:",
     "b": "(b) videos_to_poses --num-workers {n}:",
-    "c": "(c) jobs.extract on {n} CPUs:",
-    "w": "(w) jobs.extract, Ray already running a job before:",
+    "c": "(c) signclip.jobs.extract on {n} CPUs:",
+    "w": "(w) signclip.jobs.extract, Ray already running a job before:",
     "d": "(d) limit: {n} processes x Holistic.process only:",
 }
 LOAD_BEFORE: list[float] = []

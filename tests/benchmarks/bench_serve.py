@@ -1,4 +1,4 @@
-"""Load test: the Ray Serve embedding service (jobs/serve.py) against a server with the original API's semantics.
+"""Load test: the Ray Serve embedding service (signclip/jobs/serve.py) against a server with the original API's semantics.
 
     flock /tmp/signclip-ray.lock .venv/bin/python tests/benchmarks/bench_serve.py            # 32 clients, 30 s a mix
     flock /tmp/signclip-ray.lock .venv/bin/python tests/benchmarks/bench_serve.py --quick    # 8 clients, 8 s a mix
@@ -55,7 +55,7 @@ def run_baseline(model_dir: str, port: int, threads: int) -> None:
     from flask import Flask, jsonify, request
 
     import signclip
-    from signclip.features import collate, pose_features
+    from signclip.pose.features import collate, pose_features
 
     torch.set_num_threads(threads)
     model = signclip.load(model_dir)
@@ -197,8 +197,8 @@ def serve_server(model_dir: str, cpus: int, threads: int) -> Iterator[str]:
     import ray
     from ray import serve
 
-    from jobs.serve import make_app
     from signclip.api import ServiceSettings
+    from signclip.service import make_app
 
     ray.init(num_cpus=cpus, include_dashboard=False, log_to_driver=False, configure_logging=False,
              _node_ip_address="127.0.0.1")
@@ -250,7 +250,7 @@ def main() -> None:
         args.clients, args.seconds, args.mixes, args.rounds = 8, 8.0, ["text", "pose"], 1
 
     import signclip
-    from signclip import sample_data
+    from signclip.io import sample_data
 
     poses = {name: base64.b64encode(sample_data.path(f"poses/{name}.pose").read_bytes()).decode() for name in POSES}
     with tempfile.TemporaryDirectory(prefix="bench-serve-") as tmp:

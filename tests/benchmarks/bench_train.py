@@ -18,8 +18,8 @@ from pathlib import Path
 import pandas as pd
 import ray
 
-from jobs import train
-from signclip import sample_data
+from signclip.io import sample_data
+from signclip.jobs import train
 
 
 def run(tmp: Path, manifest: str, workers: int, args: argparse.Namespace) -> float:

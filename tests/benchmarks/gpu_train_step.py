@@ -2,7 +2,7 @@
 
     python tests/benchmarks/gpu_train_step.py [--batch-size 64] [--steps 20] [--frames 98] [--peak-tflops 989]
 
-Runs the real training step (``signclip.training.Stepper``: both towers, reference loss, Adam, clipping)
+Runs the real training step (``signclip.training.step.Stepper``: both towers, reference loss, Adam, clipping)
 on random features of the Spreadthesign mean clip length, a single GPU, bf16 autocast. FLOPs per sample
 ~= 6 x parameters-in-matmuls x tokens (forward + backward), counted per tower; MFU = achieved / peak
 (H100 SXM dense bf16: 989 TFLOP/s). Also reports embedding throughput (inference) at the same size.
@@ -17,8 +17,8 @@ import numpy as np
 import torch
 
 import signclip
-from signclip.embedder import Embedder
-from signclip.training import Stepper, TrainConfig, loss_for, make_optimizer
+from signclip.model.embedder import Embedder
+from signclip.training.step import Stepper, TrainConfig, loss_for, make_optimizer
 
 
 def tower_flops(hidden: int, inter: int, layers: int, tokens: int) -> float:

@@ -1,0 +1,78 @@
+"""Which videos an extraction run covers and where each one's ``.pose`` goes.
+
+The input is a video file, a folder (searched recursively), a glob, or a manifest (Parquet/CSV with a
+path column and, optionally, an id column); local or ``s3://``. Poses mirror the videos' paths relative
+to the input's root: ``videos/a/b.mp4`` with root ``videos`` -> ``OUTPUT/a/b.pose``.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from dataclasses import replace
+
+from signclip.extraction.extract_video import VideoTask
+from signclip.io import inputs, manifests, storage
+
+log = logging.getLogger(__name__)
+
+def list_inputs(source: str, path_column: str = "path",
+                id_column: str = "id") -> tuple[list[tuple[str | None, str]], str]:
+    """The videos ``source`` names, as ``(id or None, path)`` pairs, and the root their output paths mirror."""
+    if manifests.is_manifest(source):
+        table = manifests.read_manifest(source)
+        if path_column not in table.columns:
+            raise ValueError(f"{source}: no {path_column!r} column (columns: {list(table.columns)})")
+        ids = table[id_column].astype(str).tolist() if id_column in table.columns else [None] * len(table)
+        paths = [manifests.resolve(str(p), source) for p in table[path_column].tolist()]
+        if not paths:
+            return [], source
+        base = os.path.dirname(os.path.abspath(source)) if not storage.is_remote(source) else source.rsplit("/", 1)[0]
+        root = inputs.common_dir(paths)
+        if all(storage.relative_to(p, base).split("/", 1)[0] != ".." for p in paths):
+            root = base
+        return list(zip(ids, paths)), root
+    videos, root = inputs.list_files(source, inputs.VIDEO_SUFFIXES)
+    return [(None, v) for v in videos], root
+
+
+def pose_path_for(video: str, root: str, output: str) -> str:
+    """Where ``video``'s pose goes: its path under ``root``, re-rooted at ``output``, suffix ``.pose``."""
+    relative = storage.relative_to(video, root)
+    if relative.startswith("../") or relative == "..":
+        raise ValueError(f"{video} is not under the input root {root}")
+    return storage.join(output, os.path.splitext(relative)[0] + ".pose")
+
+
+def existing_poses(output: str) -> set[str]:
+    """Every ``.pose`` under ``output``, as the filesystem names them (empty if the folder is absent)."""
+    try:
+        found = storage.expand(output, (".pose",))
+    except FileNotFoundError:
+        return set()
+    return {storage.filesystem(p)[1] for p in found}
+
+
+def plan(source: str, output: str, path_column: str = "path", id_column: str = "id") -> list[VideoTask]:
+    """One :class:`VideoTask` per distinct video, in input order; refuses two videos mapping to one pose."""
+    listed, root = list_inputs(source, path_column, id_column)
+    tasks: list[VideoTask] = []
+    seen_videos: set[str] = set()
+    by_pose: dict[str, str] = {}
+    by_id: dict[str, str] = {}
+    for given_id, video in listed:
+        if video in seen_videos:
+            log.warning("%s is listed more than once; extracting it once", video)
+            continue
+        seen_videos.add(video)
+        pose = pose_path_for(video, root, output)
+        if pose in by_pose:
+            raise ValueError(f"{by_pose[pose]} and {video} would both write {pose}; rename one of them")
+        by_pose[pose] = video
+        video_id = given_id if given_id is not None else inputs.relative_id(video, root)
+        if video_id in by_id:
+            raise ValueError(f"id {video_id!r} names both {by_id[video_id]} and {video}")
+        by_id[video_id] = video
+        tasks.append(VideoTask(id=video_id, video_path=video, pose_path=pose))
+    existing = existing_poses(output)
+    return [replace(t, pose_exists=storage.filesystem(t.pose_path)[1] in existing) for t in tasks]

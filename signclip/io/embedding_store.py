@@ -1,0 +1,171 @@
+"""Embedding shards: the output layout of ``signclip embed``, read back by evaluate and search.
+
+An embedding directory (local or ``s3://``) holds::
+
+    shards/part-<run>-<uuid>.parquet   one row per item (SCHEMA), written atomically: complete or absent
+    manifest.parquet                   every item once, without the embeddings (rewritten after each run)
+    summary.json                       the last run's counts and speed
+    npy/<id>.npy                       optional (--npy-dir), one float32 (E,) array per clip
+
+Shards are plain Parquet, readable without this package (``pyarrow.parquet.read_table(".../shards")``).
+An id normally appears once. If a rerun re-embedded failed items (``--retry-failed``) or an interrupted
+run's worker finished late, readers keep one row per id: an ``ok`` row over a failed one, then the row in
+the newest shard (shard names sort by run).
+"""
+
+from __future__ import annotations
+
+import io
+import logging
+import posixpath
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from signclip.io import storage
+from signclip.io.status import OK
+
+log = logging.getLogger(__name__)
+
+SHARDS = "shards"
+MANIFEST = "manifest.parquet"
+SUMMARY = "summary.json"
+SHARD_SUFFIX = ".parquet"
+
+# What fixes an embedding besides the clip: a rerun into the same directory must match these.
+VARIANT_COLUMNS = ("model_hash", "feature_set", "flip", "anonymized", "long_clips", "precision")
+
+
+def schema(embedding_dim: int) -> pa.Schema:
+    """The shard schema; ``embedding`` is null on failed rows."""
+    return pa.schema([
+        pa.field("id", pa.string()),  # item id: manifest id, or the input path relative to its root without suffix
+        pa.field("kind", pa.string()),  # pose / video / text
+        pa.field("source", pa.string()),  # the input as given: a path or URI, or "FILE:LINE" for a prompt
+        pa.field("pose_path", pa.string()),  # the .pose that was read ("" for texts; for videos the extracted one)
+        pa.field("text", pa.string()),  # the prompt (texts), or the clip's text from the input manifest ("" if none)
+        pa.field("gloss", pa.string()),  # from the input manifest ("" if none)
+        pa.field("language", pa.string()),  # sign-language code from the input manifest, e.g. "ase" ("" if none)
+        pa.field("split", pa.string()),  # from the input manifest ("" if none)
+        pa.field("model", pa.string()),  # the model directory as given to the job
+        pa.field("model_name", pa.string()),  # the model's config name, e.g. "e7.2"
+        pa.field("model_hash", pa.string()),  # signclip.io.model_cache.fingerprint of the model's files
+        pa.field("feature_set", pa.string()),  # see signclip.pose.features.FEATURE_SETS
+        pa.field("flip", pa.bool_()),  # test-time mirroring of left-handed clips (the paper's E8)
+        pa.field("anonymized", pa.bool_()),  # appearance removed before embedding (the paper's E8.1)
+        pa.field("long_clips", pa.string()),  # the model's long-clip policy for this run: truncate / window
+        pa.field("precision", pa.string()),  # fp32 / bf16
+        pa.field("frames", pa.int64()),  # the clip's frame count before any truncation (null for texts / unread)
+        pa.field("long_clip", pa.string()),  # policy applied to THIS clip: "" when it fits, else truncate / window
+        pa.field("segments", pa.int64()),  # inputs the pose tower saw (windows are averaged); null for texts
+        pa.field("embedding", pa.list_(pa.float32(), embedding_dim)),
+        pa.field("status", pa.string()),  # ok / failed
+        pa.field("error", pa.string()),  # why it failed ("" otherwise)
+        pa.field("run_id", pa.string()),  # the run that wrote the row
+    ])
+
+
+def shards_dir(output: str) -> str:
+    return storage.join(output, SHARDS)
+
+
+def list_shards(output: str) -> list[str]:
+    """The complete shards under ``output``, oldest run first (temporary files are never listed)."""
+    try:
+        found = storage.expand(shards_dir(output), (SHARD_SUFFIX,))
+    except FileNotFoundError:
+        return []
+    return sorted(found, key=lambda p: posixpath.basename(p.replace("\\", "/")))
+
+
+def write_shard(table: pa.Table, output: str, run_id: str, name: str) -> str:
+    """Write one shard atomically; returns its path."""
+    path = storage.join(shards_dir(output), f"part-{run_id}-{name}{SHARD_SUFFIX}")
+    buffer = io.BytesIO()
+    pq.write_table(table, buffer)
+    storage.write_bytes_atomic(path, buffer.getvalue())
+    return path
+
+
+def _read(paths: list[str], columns: list[str] | None) -> pa.Table:
+    fs, _ = storage.pyarrow_filesystem(paths[0])
+    tables = []
+    for order, path in enumerate(paths):
+        t = pq.read_table(storage.filesystem(path)[1], columns=columns, filesystem=fs)
+        tables.append(t.append_column("_order", pa.array(np.full(t.num_rows, order, dtype=np.int64))))
+    return pa.concat_tables(tables)
+
+
+def _pandas(table: pa.Table) -> pd.DataFrame:
+    # nullable integers stay integers (frames, segments) instead of turning into floats
+    return table.to_pandas(types_mapper={pa.int64(): pd.Int64Dtype()}.get)
+
+
+def _one_per_id(df: pd.DataFrame) -> pd.DataFrame:
+    df = df.assign(_row=np.arange(len(df)), _ok=(df["status"] == OK))
+    df = df.sort_values(["_ok", "_order", "_row"], kind="stable").drop_duplicates("id", keep="last")
+    return df.sort_values(["_order", "_row"], kind="stable").drop(columns=["_ok", "_order", "_row"])
+
+
+def read_index(output: str, columns: tuple[str, ...] = ("id", "status") + VARIANT_COLUMNS) -> pd.DataFrame:
+    """One row per id (see the module docstring) with ``columns`` only; empty when nothing is written."""
+    paths = list_shards(output)
+    cols = list(dict.fromkeys(("id", "status") + tuple(columns)))
+    if not paths:
+        return pd.DataFrame({c: pd.Series(dtype=object) for c in cols})
+    return _one_per_id(_pandas(_read(paths, cols))).reset_index(drop=True)
+
+
+@dataclass
+class Corpus:
+    """The ``ok`` rows of an embedding directory: metadata and float32 embeddings, aligned by row."""
+
+    meta: pd.DataFrame  # every shard column but the embedding, one row per id
+    embeddings: np.ndarray  # float32 [N, E]
+
+    def __len__(self) -> int:
+        return len(self.meta)
+
+    def select(self, mask: np.ndarray) -> "Corpus":
+        mask = np.asarray(mask, dtype=bool)
+        return Corpus(self.meta[mask].reset_index(drop=True), self.embeddings[mask])
+
+
+def load(output: str, kinds: tuple[str, ...] | None = None) -> Corpus:
+    """The embedded items under ``output`` (status ``ok``, one row per id), optionally of some kinds only.
+
+    Raises ``FileNotFoundError`` when ``output`` holds no shards.
+    """
+    paths = list_shards(output)
+    if not paths:
+        raise FileNotFoundError(f"{output}: no embedding shards (expected {shards_dir(output)}/part-*.parquet)")
+    table = _read(paths, None)
+    meta = _pandas(table.drop(["embedding"]))
+    meta["_emb"] = np.arange(len(meta))
+    meta = _one_per_id(meta)
+    meta = meta[meta["status"] == OK]
+    if kinds is not None:
+        meta = meta[meta["kind"].isin(kinds)]
+    column = table.column("embedding").combine_chunks()
+    width = column.type.list_size
+    flat = column.values.to_numpy(zero_copy_only=False).reshape(-1, width)
+    # rows of a fixed-size list column are contiguous, so row i's values are flat[i] (offset included)
+    start = column.offset
+    emb = flat[start:start + len(column)][meta["_emb"].to_numpy()].astype(np.float32, copy=False)
+    meta = meta.drop(columns=["_emb"]).reset_index(drop=True)
+    return Corpus(meta, np.ascontiguousarray(emb))
+
+
+def npy_path(npy_dir: str, item_id: str) -> str:
+    """Where item ``item_id``'s ``.npy`` goes (an id with ``/`` makes subfolders)."""
+    return storage.join(npy_dir, *item_id.split("/")) + ".npy"
+
+
+def write_npy(npy_dir: str, item_id: str, embedding: np.ndarray) -> None:
+    """One float32 ``(E,)`` array, the layout the pose-evaluation project loads."""
+    buffer = io.BytesIO()
+    np.save(buffer, np.asarray(embedding, dtype=np.float32).reshape(-1))
+    storage.write_bytes_atomic(npy_path(npy_dir, item_id), buffer.getvalue())

@@ -1,0 +1,90 @@
+"""Manifests: the tables that drive every job and that every job writes back.
+
+An input manifest is Parquet or CSV (local or ``s3://``), one row per item with at least a path column.
+An output manifest is one Parquet file with one row per item and a ``status`` column
+(:class:`~signclip.io.status.ItemStatus`) plus an error message. Nothing here knows which job it serves.
+"""
+
+from __future__ import annotations
+
+import io
+import logging
+import os
+import posixpath
+from collections.abc import Iterable, Mapping, Sequence
+from typing import TYPE_CHECKING, Any
+
+import pyarrow as pa
+
+from signclip.io import storage
+from signclip.io.status import STATUSES
+
+if TYPE_CHECKING:
+    import pandas as pd
+
+log = logging.getLogger(__name__)
+
+PARQUET_SUFFIXES = (".parquet", ".pq")
+CSV_SUFFIXES = (".csv",)
+MANIFEST_SUFFIXES = PARQUET_SUFFIXES + CSV_SUFFIXES
+
+
+def is_manifest(path: str) -> bool:
+    """Whether ``path`` names a manifest file by its suffix (Parquet or CSV)."""
+    return path.lower().endswith(MANIFEST_SUFFIXES)
+
+
+def read_manifest(path: str) -> pd.DataFrame:
+    """A Parquet or CSV manifest as a DataFrame (CSV columns are read as strings)."""
+    import pandas as pd
+    import pyarrow.parquet as pq
+
+    data = storage.read_bytes(path)
+    lower = path.lower()
+    if lower.endswith(PARQUET_SUFFIXES):
+        return pq.read_table(io.BytesIO(data)).to_pandas()
+    if lower.endswith(CSV_SUFFIXES):
+        return pd.read_csv(io.BytesIO(data), dtype=str, keep_default_na=False)
+    raise ValueError(f"{path}: a manifest must be .parquet, .pq or .csv")
+
+
+def resolve(path: str, manifest_path: str) -> str:
+    """``path`` as written in a manifest, made absolute: relative paths are relative to the manifest's folder."""
+    if storage.is_remote(path) or os.path.isabs(path):
+        return path
+    if storage.is_remote(manifest_path):
+        scheme, rest = manifest_path.split("://", 1)
+        return f"{scheme}://" + posixpath.normpath(posixpath.join(posixpath.dirname(rest), path))
+    return os.path.normpath(os.path.join(os.path.dirname(os.path.abspath(manifest_path)), path))
+
+
+def to_table(rows: Iterable[Mapping[str, Any]], schema: pa.Schema) -> pa.Table:
+    """Rows (dicts) as a table of exactly ``schema``'s columns, in its order (missing values are null)."""
+    rows = list(rows)
+    columns = {f.name: [r.get(f.name) for r in rows] for f in schema}
+    return pa.Table.from_pydict(columns, schema=schema)
+
+
+def write_manifest(table: pa.Table | Sequence[Mapping[str, Any]], path: str,
+                   schema: pa.Schema | None = None) -> None:
+    """Write an output manifest as one Parquet file, atomically (readers never see half a file)."""
+    if not isinstance(table, pa.Table):
+        if schema is None:
+            raise ValueError("rows need a schema")
+        table = to_table(table, schema)
+    elif schema is not None:
+        table = table.select(schema.names).cast(schema)
+    import pyarrow.parquet as pq
+
+    buffer = io.BytesIO()
+    pq.write_table(table, buffer)
+    storage.write_bytes_atomic(path, buffer.getvalue())
+    log.info("wrote %s (%d rows)", path, table.num_rows)
+
+
+def status_counts(table: pa.Table) -> dict[str, int]:
+    """Number of rows per status, every status present (0 when absent)."""
+    counts = dict.fromkeys(STATUSES, 0)
+    for status in table.column("status").to_pylist():
+        counts[status] = counts.get(status, 0) + 1
+    return counts

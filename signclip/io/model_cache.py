@@ -1,0 +1,149 @@
+"""Models named by a URL (``s3://...``, any fsspec URL), fetched by the process that loads them into its own
+node's cache. Nothing here is shared between nodes: each node fetches a model once, whoever asks first.
+
+Cache layout under ``$SIGNCLIP_CACHE/models`` (default ``~/.cache/signclip/models``)::
+
+    <fingerprint>/           a complete model (config.json, model.safetensors, tokenizer files)
+    sources/<key>.json       what a URL held when it was fetched: {url, listing, fingerprint}
+    locks/<key>.lock         held (flock) while one process of this node fetches that URL
+    tmp/<random>/            a download in progress; renamed to <fingerprint>/ once complete and verified
+
+``<key>`` hashes the URL and its listing (every file's name, size and ETag, or modification time where the
+store has no ETag), so a model rewritten in place (same sizes, new weights) has a new key and is fetched
+again. The directory of a model is named by its content (:func:`fingerprint`), appears in one rename and
+only after every file arrived with its listed size, so a partial or corrupt download is never used; a
+caller that knows which model it wants (``expected``) gets that one or an error, never another.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import hashlib
+import json
+import logging
+import os
+import shutil
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+from signclip.io import storage
+
+log = logging.getLogger(__name__)
+
+FINGERPRINTED = ("config.json", "model.safetensors")  # the files that decide what a model computes
+
+
+class ModelFetchError(OSError):
+    """A remote model that cannot be fetched, or is not the one expected; the message names the URL."""
+
+
+def cache_root() -> Path:
+    """Where this node keeps fetched models."""
+    base = os.environ.get("SIGNCLIP_CACHE") or os.path.join(os.path.expanduser("~"), ".cache", "signclip")
+    return Path(base) / "models"
+
+
+def fingerprint(directory: str | os.PathLike) -> str:
+    """A short content hash of a native model (config + weights): names the model in outputs and caches."""
+    digest = hashlib.sha256()
+    for name in FINGERPRINTED:
+        with open(Path(directory) / name, "rb") as f:
+            for chunk in iter(lambda: f.read(1 << 20), b""):
+                digest.update(chunk)
+    return digest.hexdigest()[:16]
+
+
+def local_model(location: str, expected: str | None = None) -> str:
+    """A local directory holding the model at ``location``.
+
+    A local path is returned as it is (absolute). A URL is fetched into this node's cache unless the cache
+    already holds what the URL holds now (or, with ``expected``, that exact model). Raises
+    ``ModelFetchError`` when the URL holds nothing, or holds a model other than ``expected``.
+    """
+    if not storage.is_remote(location):
+        return os.path.abspath(location)
+    root = cache_root()
+    if expected and (root / expected).is_dir():
+        return str(root / expected)
+    listing = _listing(location)
+    key = hashlib.sha256(json.dumps([location, listing]).encode()).hexdigest()[:24]
+    with _locked(root / "locks" / f"{key}.lock"):
+        known = _known(root, key)
+        if known is None:
+            known = _fetch(location, listing, root)
+            storage.write_bytes_atomic(str(root / "sources" / f"{key}.json"), json.dumps(
+                {"url": location, "listing": listing, "fingerprint": known}, indent=1).encode())
+    if expected and known != expected:
+        raise ModelFetchError(f"{location} now holds model {known}, not the expected {expected}: it was replaced "
+                              "while this job ran; rerun the job to use the new model")
+    return str(root / known)
+
+
+def _listing(location: str) -> list[list[Any]]:
+    fs, path = storage.filesystem(location)
+    try:
+        found = fs.find(path, detail=True)
+    except (OSError, ValueError) as e:
+        raise ModelFetchError(f"{location}: cannot list the model ({type(e).__name__}: {e})") from e
+    base = path.rstrip("/") + "/"
+    listing = []
+    for name, info in sorted(found.items()):
+        if info.get("type") == "directory" or not name.startswith(base):
+            continue
+        version = next((str(info[k]) for k in ("ETag", "etag", "LastModified", "mtime", "created") if k in info), "")
+        listing.append([name[len(base):], int(info.get("size") or 0), version])
+    names = {entry[0] for entry in listing}
+    missing = [n for n in FINGERPRINTED if n not in names]
+    if missing:
+        raise ModelFetchError(f"{location}: not a SignCLIP model directory (no {', '.join(missing)})")
+    return listing
+
+
+def _known(root: Path, key: str) -> str | None:
+    try:
+        fp = json.loads((root / "sources" / f"{key}.json").read_text())["fingerprint"]
+    except (OSError, ValueError, KeyError):
+        return None
+    return fp if (root / fp).is_dir() else None
+
+
+def _fetch(location: str, listing: list[list[Any]], root: Path) -> str:
+    fs, path = storage.filesystem(location)
+    tmp = root / "tmp" / uuid.uuid4().hex
+    tmp.mkdir(parents=True)
+    try:
+        for name, size, _ in listing:
+            target = tmp / name
+            target.parent.mkdir(parents=True, exist_ok=True)
+            fs.get_file(f"{path.rstrip('/')}/{name}", str(target))
+            if target.stat().st_size != size:
+                raise ModelFetchError(f"{location}/{name}: fetched {target.stat().st_size} bytes, listed {size}")
+        found = fingerprint(tmp)
+        final = root / found
+        try:
+            os.rename(tmp, final)
+            log.info("fetched %s (%d files) into %s", location, len(listing), final)
+        except OSError:  # another process of this node (without our lock: another URL) put it there first
+            if not final.is_dir():
+                raise
+        return found
+    except (OSError, ValueError) as e:
+        if isinstance(e, ModelFetchError):
+            raise
+        raise ModelFetchError(f"{location}: fetching the model failed ({type(e).__name__}: {e})") from e
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+@contextlib.contextmanager
+def _locked(path: Path) -> Iterator[None]:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "a") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)

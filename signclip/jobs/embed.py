@@ -1,0 +1,288 @@
+"""Bulk embedding of poses, videos or prompts on Ray Data, streaming, resumable.
+
+    python -m signclip.jobs.embed --model models/e7.2 --input data/poses/ --output runs/emb --npy-dir runs/emb/npy
+    signclip embed --model models/e7.2 --input s3://bucket/clips.parquet --output s3://bucket/emb
+    signclip embed --model models/e7.2 --texts prompts.txt --output runs/prompts
+
+Pipeline: list the items -> [videos: MediaPipe Holistic actors write .pose files] -> read + featurise
+(CPU tasks) -> embed on an actor pool that loads the model once per actor (GPU when the cluster has
+one), batches formed by clip length -> write Parquet shards atomically (+ optional ``<id>.npy`` files).
+Ray Data streams blocks through the stages, so memory stays bounded whatever the corpus size.
+
+Output layout: see :mod:`signclip.io.embedding_store`. A rerun skips the ids already written (failed ones
+too, unless ``--retry-failed``). Bad inputs (unreadable or non-Holistic poses, zero frames, missing
+files) give ``failed`` rows with the reason; clips over the model's 256 frames follow ``--long-clips``
+and are recorded (``frames``, ``long_clip``, ``segments``). Exit codes: 0 done, 1 every item failed,
+2 bad arguments / empty input / unusable model.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import math
+import sys
+import time
+import uuid
+from dataclasses import asdict, dataclass, fields, replace
+
+from signclip.embedding.items import InputError, Item, list_items
+from signclip.embedding.resources import StageResources, plan
+from signclip.embedding.stages import EmbedActor, RunSpec, VideoToPose, featurize, model_spec, write_shard
+from signclip.io import embedding_store, manifests, storage
+from signclip.io.status import ItemStatus
+
+log = logging.getLogger("signclip.jobs.embed")
+
+
+@dataclass
+class EmbedOptions:
+    """Everything one run needs; the command line maps onto these fields one to one."""
+
+    model: str  # native model directory (local or s3://)
+    output: str  # embedding directory (local or s3://), created if absent
+    input: str | None = None  # .pose / video file, folder, glob, or manifest (.parquet / .csv)
+    texts: str | None = None  # text file with one prompt per line
+    path_column: str = "path"  # manifest column with the file paths
+    id_column: str = "id"  # manifest column with the item ids (optional)
+    text_column: str | None = None  # embed this manifest column's prompts instead of files
+    npy_dir: str | None = None  # also write <npy_dir>/<id>.npy, float32 (E,), per item
+    poses_dir: str | None = None  # where poses extracted from videos go (default <output>/poses)
+    holistic: str | None = None  # MediaPipe Holistic options for videos, "name=value,..."
+    flip: bool = False  # test-time flip: mirror clips whose right hand is never seen
+    anonymized: bool = False  # remove the signer's appearance before embedding
+    long_clips: str = "truncate"  # clips over the model's frame limit: truncate (reference) or window
+    window_stride: int = 128  # frames between windows for --long-clips window
+    precision: str = "fp32"  # fp32, or bf16 autocast (faster on recent CPUs/GPUs; moves embeddings a little)
+    actors: int | None = None  # embedding actors, max size of the pool (None: one per GPU, else per CPU)
+    min_actors: int | None = None  # min size of the pool (default: actors)
+    threads: int | None = None  # torch threads per actor (default: see signclip.embedding.resources)
+    device: str = "auto"  # auto (GPU when the cluster has one per actor), cpu, cuda
+    batch_size: int = 256  # clips handed to an actor at once (sorted by length inside, so little padding)
+    max_batch_frames: int | None = None  # clips x longest length per forward pass (default: the embedder's)
+    shard_rows: int = 256  # rows per output shard (also the unit of work lost if a run is killed)
+    rows_per_block: int = 16  # items per input block (the unit of the featurising tasks)
+    retry_failed: bool = False  # re-embed ids whose earlier row failed
+    ray_address: str | None = None  # Ray cluster to join (default: RAY_ADDRESS, else a local one)
+
+
+@dataclass
+class EmbedSummary:
+    """What a run did; also written to ``<output>/summary.json``."""
+
+    run_id: str
+    output: str
+    model: str
+    model_name: str
+    model_hash: str
+    items: int  # items named by the input
+    skipped: int  # already in the output, not redone
+    ok: int  # embedded by this run
+    failed: int  # failed in this run
+    seconds: float  # wall time of the pipeline
+    clips_per_s: float  # (ok + failed) / seconds
+    shards: int  # shards written by this run
+    total_ok: int  # ok ids in the output after this run
+    total_failed: int  # failed ids in the output after this run
+    resources: dict
+
+    def line(self) -> str:
+        return (f"{self.ok} ok, {self.failed} failed, {self.skipped} skipped (already done) of {self.items} items "
+                f"in {self.seconds:.1f}s ({self.clips_per_s:.2f} clips/s); output {self.output} holds "
+                f"{self.total_ok} ok / {self.total_failed} failed")
+
+
+# ------------------------------------------------------------------------------------------------ planning
+
+def _variant(opts: EmbedOptions, spec: dict) -> dict:
+    return {"model_hash": spec["model_hash"], "feature_set": spec["feature_set"], "flip": opts.flip,
+            "anonymized": opts.anonymized, "long_clips": opts.long_clips, "precision": opts.precision}
+
+
+def pending(items: list[Item], opts: EmbedOptions, spec: dict) -> list[Item]:
+    """The items not yet in ``opts.output``; refuses an output written with another model or options."""
+    done = embedding_store.read_index(opts.output)
+    if done.empty:
+        return items
+    wanted = _variant(opts, spec)
+    for column, value in wanted.items():
+        other = sorted({str(v) for v in done[column].dropna().unique()} - {str(value)})
+        if other:
+            raise InputError(f"{opts.output} holds embeddings made with {column}={other[0]}, this run uses "
+                             f"{column}={value}: write to another --output (embeddings of different models or "
+                             "options must not be mixed)")
+    keep = set(done["id"] if not opts.retry_failed else done.loc[done["status"] == ItemStatus.OK, "id"])
+    return [item for item in items if item.id not in keep]
+
+
+def _blocks(items: list[Item], opts: EmbedOptions) -> int:
+    return max(1, math.ceil(len(items) / opts.rows_per_block))
+
+
+def _resources(opts: EmbedOptions, items: list[Item]) -> StageResources:
+    import ray
+
+    total = ray.cluster_resources()
+    nodes = [n.get("Resources", {}).get("CPU", 0) for n in ray.nodes() if n.get("Alive")]
+    use_gpu = {"auto": None, "cpu": False, "cuda": True}[opts.device]
+    try:
+        return plan(total.get("CPU", 0), total.get("GPU", 0), opts.actors,
+                    videos=any(i.kind == "video" for i in items), use_gpu=use_gpu, threads=opts.threads,
+                    max_node_cpus=max(nodes) if nodes else None, min_actors=opts.min_actors,
+                    blocks=_blocks(items, opts))
+    except ValueError as e:
+        raise InputError(f"cannot place the pipeline on this cluster: {e}") from e
+
+
+def build_pipeline(items: list[Item], spec: RunSpec, res: StageResources, opts: EmbedOptions):
+    """The Ray Data pipeline: items -> (videos -> poses) -> features -> embeddings -> one row per shard."""
+    import ray
+
+    ds = ray.data.from_items([i.as_row() for i in items], override_num_blocks=_blocks(items, opts))
+    if res.extract_actors:
+        ds = ds.map_batches(VideoToPose, fn_constructor_kwargs={"spec": spec, "holistic_options": _holistic(opts)},
+                            compute=ray.data.ActorPoolStrategy(min_size=1, max_size=res.extract_actors),
+                            batch_size=1, batch_format="numpy", num_cpus=res.extract_cpus)
+    ds = ds.map_batches(featurize, fn_kwargs={"spec": spec}, batch_size=opts.rows_per_block,
+                        batch_format="numpy", num_cpus=res.feature_cpus)
+    ds = ds.map_batches(EmbedActor, fn_constructor_kwargs={"spec": spec, "device": res.device,
+                                                           "threads": res.threads},
+                        compute=ray.data.ActorPoolStrategy(min_size=res.min_actors, max_size=res.actors),
+                        batch_size=opts.batch_size, batch_format="numpy", num_cpus=res.actor_cpus,
+                        num_gpus=res.actor_gpus or None)
+    return ds.map_batches(write_shard, fn_kwargs={"spec": spec}, batch_size=opts.shard_rows,
+                          batch_format="numpy", num_cpus=res.writer_cpus)
+
+
+def _holistic(opts: EmbedOptions) -> dict:
+    from signclip.extraction.holistic import parse_options
+
+    return parse_options(opts.holistic) if opts.holistic else {}
+
+
+# ------------------------------------------------------------------------------------------------ running
+
+def _init_ray(address: str | None) -> None:
+    import ray
+
+    if not ray.is_initialized():
+        ray.init(address=address, log_to_driver=False)
+
+
+def write_outputs(opts: EmbedOptions, summary: EmbedSummary) -> EmbedSummary:
+    """Rewrite ``manifest.parquet`` (every id once, no embeddings) and ``summary.json``."""
+    import pyarrow as pa
+
+    index = embedding_store.read_index(opts.output, columns=(
+        "id", "kind", "source", "pose_path", "text", "gloss", "language", "split", "model_name", "model_hash",
+        "frames", "long_clip", "segments", "status", "error", "run_id"))
+    counts = index["status"].value_counts()
+    summary = replace(summary, total_ok=int(counts.get(ItemStatus.OK, 0)),
+                      total_failed=int(counts.get(ItemStatus.FAILED, 0)))
+    if len(index):
+        manifests.write_manifest(pa.Table.from_pandas(index, preserve_index=False),
+                                storage.join(opts.output, embedding_store.MANIFEST))
+    storage.write_bytes_atomic(storage.join(opts.output, embedding_store.SUMMARY),
+                               json.dumps(asdict(summary), indent=2).encode())
+    return summary
+
+
+def run(opts: EmbedOptions) -> EmbedSummary:
+    """Embed everything ``opts`` names that ``opts.output`` lacks. Raises ``InputError`` on an empty input,
+    ``CheckpointError`` on an unusable model."""
+    if opts.long_clips not in ("truncate", "window"):
+        raise InputError(f"--long-clips {opts.long_clips!r}: expected truncate or window")
+    items = list_items(opts.input, opts.texts, opts.path_column, opts.id_column, opts.text_column)
+    spec_fields = model_spec(opts.model)
+    todo = pending(items, opts, spec_fields)
+    run_id = time.strftime("%Y%m%dT%H%M%S", time.gmtime()) + "-" + uuid.uuid4().hex[:6]
+    spec = RunSpec(**spec_fields, output=opts.output, run_id=run_id, npy_dir=opts.npy_dir,
+                   poses_dir=opts.poses_dir, flip=opts.flip, anonymized=opts.anonymized,
+                   long_clips=opts.long_clips, window_stride=opts.window_stride, precision=opts.precision,
+                   max_batch_size=opts.batch_size, max_batch_frames=opts.max_batch_frames)
+    summary = EmbedSummary(run_id=run_id, output=opts.output, model=opts.model, model_name=spec.model_name,
+                           model_hash=spec.model_hash, items=len(items), skipped=len(items) - len(todo), ok=0,
+                           failed=0, seconds=0.0, clips_per_s=0.0, shards=0, total_ok=0, total_failed=0,
+                           resources={})
+    if todo:
+        log.info("%d items to embed (%d already in %s)", len(todo), summary.skipped, opts.output)
+        _init_ray(opts.ray_address)
+        res = _resources(opts, todo)
+        log.info("stages: %s; up to %s frames per forward pass", res,
+                 opts.max_batch_frames or "the embedder's default for the device")
+        started = time.perf_counter()
+        ok = failed = shards = 0
+        for row in build_pipeline(todo, spec, res, opts).iter_rows():
+            ok, failed, shards = ok + int(row["ok"]), failed + int(row["failed"]), shards + 1
+            log.info("shard %s: %d ok, %d failed (%d/%d done)", row["shard"], row["ok"], row["failed"],
+                     ok + failed, len(todo))
+        seconds = time.perf_counter() - started
+        summary = replace(summary, ok=ok, failed=failed, shards=shards, seconds=round(seconds, 3),
+                          clips_per_s=round((ok + failed) / seconds, 3) if seconds > 0 else 0.0,
+                          resources=asdict(res))
+    else:
+        log.info("nothing to do: all %d items are already in %s", len(items), opts.output)
+    return write_outputs(opts, summary)
+
+
+# ------------------------------------------------------------------------------------------------ CLI
+
+def parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="signclip embed", description=__doc__.split("\n\n")[0],
+                                formatter_class=argparse.RawDescriptionHelpFormatter, epilog=__doc__)
+    p.add_argument("--model", required=True, help="native model directory (local or s3://)")
+    p.add_argument("--input", help=".pose/video file, folder, glob, or manifest (.parquet/.csv); local or s3://")
+    p.add_argument("--texts", help="text file with one prompt per line (embeds texts)")
+    p.add_argument("--output", required=True, help="embedding directory (local or s3://)")
+    p.add_argument("--path-column", default="path", help="manifest column of file paths (default: path)")
+    p.add_argument("--id-column", default="id", help="manifest column of ids (default: id)")
+    p.add_argument("--text-column", help="embed the prompts of this manifest column instead of files")
+    p.add_argument("--npy-dir", help="also write one <id>.npy of shape (E,) per item here")
+    p.add_argument("--poses-dir", help="where poses extracted from videos go (default: OUTPUT/poses)")
+    p.add_argument("--holistic", help="MediaPipe Holistic options for videos, e.g. 'model_complexity=1'")
+    p.add_argument("--flip", action="store_true", help="test-time flip of left-handed clips (paper E8)")
+    p.add_argument("--anonymized", action="store_true", help="remove appearance before embedding (paper E8.1)")
+    p.add_argument("--long-clips", choices=("truncate", "window"), default="truncate",
+                   help="clips over the model's frame limit: keep the first frames (reference) or average windows")
+    p.add_argument("--window-stride", type=int, default=128, help="frames between windows (default 128)")
+    p.add_argument("--precision", choices=("fp32", "bf16"), default="fp32", help="inference precision")
+    p.add_argument("--actors", type=int, help="embedding actors (default: one per GPU, else one per CPU, "
+                   "at most 8; each holds a copy of the model)")
+    p.add_argument("--min-actors", type=int, help="minimum pool size (default: --actors)")
+    p.add_argument("--threads", type=int, help="torch threads per actor")
+    p.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto", help="default: GPU if present")
+    p.add_argument("--batch-size", type=int, default=256, help="clips per actor call (default 256)")
+    p.add_argument("--max-batch-frames", type=int,
+                   help="clips x frames per forward pass (default: the embedder's for the device, "
+                        "signclip.model.embedder.CPU_BATCH_FRAMES / GPU_BATCH_FRAMES)")
+    p.add_argument("--shard-rows", type=int, default=256, help="rows per output shard (default 256)")
+    p.add_argument("--rows-per-block", type=int, default=16, help="items per featurising task (default 16)")
+    p.add_argument("--retry-failed", action="store_true", help="re-embed ids whose earlier row failed")
+    p.add_argument("--ray-address", help="Ray cluster address (default: RAY_ADDRESS or a local cluster)")
+    return p
+
+
+def options(argv: list[str] | None = None) -> EmbedOptions:
+    args = vars(parser().parse_args(argv))
+    known = {f.name for f in fields(EmbedOptions)}
+    return EmbedOptions(**{k: v for k, v in args.items() if k in known})
+
+
+def main(argv: list[str] | None = None) -> int:
+    from signclip.model.checkpoint import CheckpointError
+
+    if not logging.getLogger().handlers:
+        logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    opts = options(argv)
+    try:
+        summary = run(opts)
+    except (InputError, CheckpointError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    print(summary.line())
+    return 1 if summary.ok == 0 and summary.failed > 0 else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,276 @@
+"""Parallel video -> pose extraction on Ray Data: one MediaPipe Holistic ``.pose`` per video.
+
+    python -m signclip.jobs.extract --input ../shared/data/videos --output ./runs/poses
+    signclip extract --input 's3://bucket/videos/**/*.mp4' --output s3://bucket/poses --max-actors 16
+
+Input: a video, a folder, a glob or a manifest (Parquet/CSV with a ``path`` column, optional ``id``), local
+or ``s3://``. Output: ``OUTPUT/<same relative path>.pose`` per video and ``OUTPUT/manifest.parquet`` with
+one row per video (id, paths, frames, fps, size, seconds, status ok/failed/skipped, error, warning).
+A rerun skips videos whose pose is already complete (``--overwrite`` redoes them).
+
+Each actor of an autoscaling pool holds one Holistic graph, reset to a fresh state per video; videos
+are decoded as a stream. Killed workers are restarted and their videos retried; a video that keeps
+killing its worker is reported ``failed`` and the others finish.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import logging
+import math
+import sys
+import time
+import warnings
+from collections.abc import Callable, Iterator
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+import pyarrow as pa
+
+from signclip.extraction.extract_video import MANIFEST_SCHEMA, VideoTask, process_video
+from signclip.extraction.holistic import HolisticConfig, HolisticRunner, parse_options
+from signclip.extraction.plan import plan
+from signclip.io import manifests, storage
+from signclip.io.status import ItemStatus
+
+log = logging.getLogger("signclip.jobs.extract")
+
+MANIFEST_NAME = "manifest.parquet"
+
+
+@dataclass
+class ExtractConfig:
+    """Everything one extraction run needs (command-line flags map one to one)."""
+
+    input: str  # video file, folder, glob, or Parquet/CSV manifest; local or s3://
+    output: str  # folder for the .pose files and manifest.parquet; local or s3://
+    holistic: HolisticConfig = field(default_factory=HolisticConfig)  # Holistic options
+    overwrite: bool = False  # redo videos whose pose already exists and is valid
+    path_column: str = "path"  # manifest column holding video paths
+    id_column: str = "id"  # manifest column holding ids (default: relative path without suffix)
+    cpus_per_actor: float = 0.9  # CPUs reserved per extraction actor (fractional leaves room for other stages)
+    min_actors: int = 1  # the actor pool never shrinks below this
+    max_actors: int | None = None  # grows up to this (default: as many as the cluster's CPUs allow)
+    max_tasks_in_flight_per_actor: int = 2  # queued videos per actor (overlaps fetching with work)
+    decode_threads: int = 1  # FFmpeg decoder threads per video (0: FFmpeg decides)
+    decode_ahead: int = 0  # frames a background thread decodes ahead of Holistic (0: decode inline)
+    max_restarts: int = 3  # times a dead actor is restarted (-1: forever)
+    max_task_retries: int = 2  # times a video is retried after its worker died (-1: forever)
+    progress: bool = True  # Ray Data progress bars
+    address: str | None = None  # Ray cluster to join when Ray is not initialised yet (None: local/auto)
+
+
+@dataclass
+class ExtractSummary:
+    """What a run did."""
+
+    videos: int
+    ok: int
+    failed: int
+    skipped: int
+    frames: int  # frames of the videos extracted in this run (status ok)
+    seconds: float  # wall time of the run
+    manifest_path: str
+
+    @property
+    def frames_per_second(self) -> float:
+        return self.frames / self.seconds if self.seconds > 0 else math.nan
+
+    def __str__(self) -> str:
+        return (f"{self.videos} videos: {self.ok} ok, {self.skipped} skipped, {self.failed} failed; "
+                f"{self.frames} frames in {self.seconds:.1f} s = {self.frames_per_second:.1f} frames/s; "
+                f"manifest {self.manifest_path}")
+
+
+class ExtractVideos:
+    """Ray Data callable class: one per actor; one Holistic graph reused across the actor's videos."""
+
+    def __init__(self, holistic: dict[str, Any], overwrite: bool, decode_threads: int, decode_ahead: int,
+                 cpus: float = 1.0) -> None:
+        import cv2
+
+        # OpenCV parallelises the BGR->RGB conversion over every core of the node; an actor owns about
+        # `cpus` of them, so extra threads only contend with Holistic (measured: ~2.5 ms CPU per frame)
+        cv2.setNumThreads(max(1, int(cpus)))
+        self._runner = HolisticRunner(HolisticConfig(**holistic))
+        self._overwrite = overwrite
+        self._decode = {"decode_threads": decode_threads, "decode_ahead": decode_ahead}
+
+    def __call__(self, batch: pa.Table) -> pa.Table:
+        rows = [process_video(VideoTask(**task), self._runner, self._overwrite, **self._decode)
+                for task in batch.to_pylist()]
+        return manifests.to_table(rows, MANIFEST_SCHEMA)
+
+
+def actor_pool_sizes(config: ExtractConfig, cluster_cpus: float, videos: int) -> tuple[int, int, int]:
+    """Actor pool (min, initial, max).
+
+    By default the pool may grow to as many actors as fit in the cluster's CPUs minus 0.1 (a pool that
+    held every CPU would starve Ray Data's other work); it starts at the size the work needs, up to that.
+    """
+    fit = max(1, int((cluster_cpus - 0.1 + 1e-9) // config.cpus_per_actor))
+    high = max(1, config.max_actors or fit)
+    low = max(1, min(config.min_actors, high))
+    return low, max(low, min(high, videos)), high
+
+
+@contextlib.contextmanager
+def _data_context(progress: bool) -> Iterator[None]:
+    """Ray Data settings for this run only: lost blocks are reported per video instead of failing the job."""
+    from ray.data import DataContext
+
+    ctx = DataContext.get_current()
+    saved = (ctx.max_errored_blocks, ctx.enable_progress_bars, ctx.execution_options.preserve_order,
+             ctx.memory_usage_poll_interval_s)
+    ctx.max_errored_blocks = -1  # a video whose worker keeps dying is dropped here and reported failed below
+    ctx.enable_progress_bars = progress
+    ctx.execution_options.preserve_order = False
+    # Ray Data samples each task's memory (USS, from /proc/PID/smaps) every second; in a MediaPipe
+    # process, with its many mappings, that read costs CPU the extraction needs, and we report RSS ourselves
+    ctx.memory_usage_poll_interval_s = None
+    try:
+        yield
+    finally:
+        (ctx.max_errored_blocks, ctx.enable_progress_bars, ctx.execution_options.preserve_order,
+         ctx.memory_usage_poll_interval_s) = saved
+
+
+def _extract_stage(dataset: Any, config: ExtractConfig, low: int, initial: int, high: int) -> Any:
+    """The actor-pool stage: one video per call, bounded actor restarts and per-video retries."""
+    import ray
+
+    with warnings.catch_warnings():
+        # Ray 2.60 deprecates extra remote args, but has no named parameter for an actor pool's
+        # max_restarts / max_task_retries (its own defaults are -1: a video that always kills its worker
+        # would be retried forever). Passing them is still how Ray Data documents fault tolerance.
+        warnings.filterwarnings("ignore", message=".*ray_remote_args. is deprecated", category=DeprecationWarning)
+        return dataset.map_batches(
+            ExtractVideos,
+            fn_constructor_kwargs={"holistic": asdict(config.holistic), "overwrite": config.overwrite,
+                                   "decode_threads": config.decode_threads, "decode_ahead": config.decode_ahead,
+                                   "cpus": config.cpus_per_actor},
+            batch_size=1,
+            batch_format="pyarrow",
+            compute=ray.data.ActorPoolStrategy(min_size=low, max_size=high, initial_size=initial,
+                                               max_tasks_in_flight_per_actor=config.max_tasks_in_flight_per_actor),
+            num_cpus=config.cpus_per_actor,
+            max_restarts=config.max_restarts,
+            max_task_retries=config.max_task_retries,
+        )
+
+
+def _lost_row(task: VideoTask) -> dict[str, Any]:
+    return {"id": task.id, "video_path": task.video_path, "pose_path": None, "seconds": 0.0,
+            "status": ItemStatus.FAILED, "warning": "", "worker": "",
+            "error": "worker process died while extracting this video (killed, crashed or out of memory) "
+                      "and no retry was left"}
+
+
+def run(config: ExtractConfig, on_row: Callable[[dict[str, Any]], None] | None = None) -> ExtractSummary:
+    """Extract every video of ``config.input``; write poses and the manifest; return the summary.
+
+    Uses the Ray already initialised in this process, else starts or joins one (``config.address``).
+    ``on_row`` is called with each manifest row as soon as its video is done.
+    """
+    import ray
+
+    config.holistic.validate()
+    started = time.perf_counter()
+    tasks = plan(config.input, config.output, config.path_column, config.id_column)
+    manifest_path = storage.join(config.output, MANIFEST_NAME)
+    log.info("%d videos from %s -> %s (%d already have a pose)", len(tasks), config.input, config.output,
+             sum(t.pose_exists for t in tasks))
+    rows: dict[str, dict[str, Any]] = {}
+    if tasks:
+        if not ray.is_initialized():
+            ray.init(address=config.address, configure_logging=False)
+        storage.makedirs(config.output)
+        cluster_cpus = float(ray.cluster_resources().get("CPU", 1.0))
+        low, initial, high = actor_pool_sizes(config, cluster_cpus, len(tasks))
+        if high * config.cpus_per_actor > cluster_cpus - 0.1:
+            log.warning("%d actors x %.2f CPU leave no CPU for Ray Data's other work on %g CPUs: the run may stall",
+                        high, config.cpus_per_actor, cluster_cpus)
+        log.info("actor pool %d..%d actors (starting with %d) x %.2f CPU", low, high, initial, config.cpus_per_actor)
+        with _data_context(config.progress):
+            dataset = ray.data.from_items([asdict(t) for t in tasks], override_num_blocks=len(tasks))
+            dataset = _extract_stage(dataset, config, low, initial, high)
+            for batch in dataset.iter_batches(batch_size=None, batch_format="pyarrow"):
+                for row in batch.to_pylist():
+                    if row["id"] in rows:
+                        log.warning("%s reported twice; keeping the last report", row["id"])
+                    rows[row["id"]] = row
+                    if on_row is not None:
+                        on_row(row)
+    ordered = [rows.get(t.id) or _lost_row(t) for t in tasks]
+    table = manifests.to_table(ordered, MANIFEST_SCHEMA)
+    manifests.write_manifest(table, manifest_path)
+    counts = manifests.status_counts(table)
+    frames = sum(r["frames"] or 0 for r in ordered if r["status"] == ItemStatus.OK)
+    summary = ExtractSummary(videos=len(tasks), ok=counts[ItemStatus.OK], failed=counts[ItemStatus.FAILED],
+                             skipped=counts[ItemStatus.SKIPPED], frames=frames,
+                             seconds=time.perf_counter() - started, manifest_path=manifest_path)
+    log.info("%s", summary)
+    return summary
+
+
+def build_parser() -> argparse.ArgumentParser:
+    d = ExtractConfig(input="", output="")
+    p = argparse.ArgumentParser(prog="signclip extract", description=__doc__.split("\n\n")[0],
+                                formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    p.add_argument("--input", required=True, help="video, folder, glob, or Parquet/CSV manifest (local or s3://)")
+    p.add_argument("--output", required=True, help="folder for .pose files and manifest.parquet (local or s3://)")
+    p.add_argument("--overwrite", action="store_true", help="redo videos whose pose already exists")
+    p.add_argument("--model-complexity", type=int, default=HolisticConfig.model_complexity, choices=(0, 1, 2),
+                   help="Holistic pose model (only 1 is bundled with mediapipe; 0 and 2 need the model file)")
+    p.add_argument("--holistic-options", default="",
+                   help="more Holistic options as name=value,... e.g. refine_face_landmarks=true")
+    p.add_argument("--path-column", default=d.path_column, help="manifest column with video paths")
+    p.add_argument("--id-column", default=d.id_column, help="manifest column with ids")
+    p.add_argument("--cpus-per-actor", type=float, default=d.cpus_per_actor, help="CPUs per extraction actor")
+    p.add_argument("--min-actors", type=int, default=d.min_actors, help="smallest actor pool")
+    p.add_argument("--max-actors", type=int, default=None,
+                   help="largest actor pool (unset: as many as the cluster CPUs allow)")
+    p.add_argument("--tasks-per-actor", type=int, default=d.max_tasks_in_flight_per_actor,
+                   help="videos queued per actor")
+    p.add_argument("--decode-threads", type=int, default=d.decode_threads, help="FFmpeg threads per video (0: auto)")
+    p.add_argument("--decode-ahead", type=int, default=d.decode_ahead,
+                   help="frames decoded ahead of Holistic in a background thread (0: inline)")
+    p.add_argument("--max-restarts", type=int, default=d.max_restarts, help="restarts of a dead actor (-1: forever)")
+    p.add_argument("--max-task-retries", type=int, default=d.max_task_retries,
+                   help="retries of a video whose worker died (-1: forever)")
+    p.add_argument("--no-progress", action="store_true", help="no progress bars")
+    p.add_argument("--address", default=None, help="Ray cluster address (default: start or find a local one)")
+    p.add_argument("--log-level", default="INFO", help="logging level")
+    return p
+
+
+def config_from_args(args: argparse.Namespace) -> ExtractConfig:
+    options = parse_options(args.holistic_options)
+    options.setdefault("model_complexity", args.model_complexity)
+    return ExtractConfig(
+        input=args.input, output=args.output, holistic=HolisticConfig.from_options(options),
+        overwrite=args.overwrite, path_column=args.path_column, id_column=args.id_column,
+        cpus_per_actor=args.cpus_per_actor, min_actors=args.min_actors, max_actors=args.max_actors,
+        max_tasks_in_flight_per_actor=args.tasks_per_actor, decode_threads=args.decode_threads,
+        decode_ahead=args.decode_ahead,
+        max_restarts=args.max_restarts, max_task_retries=args.max_task_retries, progress=not args.no_progress,
+        address=args.address)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Command-line entry point; returns 0 when every video is ok or skipped, 1 if any failed, 2 on bad usage."""
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    try:
+        config = config_from_args(args)
+        summary = run(config)
+    except (ValueError, FileNotFoundError) as e:
+        log.error("%s", e)
+        return 2
+    print(summary)
+    return 1 if summary.failed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

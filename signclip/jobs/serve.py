@@ -1,0 +1,90 @@
+"""The SignCLIP service on Ray Serve, from the command line (see :mod:`signclip.service` for the app).
+
+    signclip serve --model default=models/e7.2 --host 127.0.0.1 --port 8000
+    signclip serve --model default=s3://bucket/models/e7.2 --address ray://head:10001
+    signclip serve --config cluster/serve.yaml          # the models, limits and scaling of the Serve config
+"""
+
+from __future__ import annotations
+
+import argparse
+import ipaddress
+import logging
+import signal
+import sys
+import time
+from typing import Any
+
+from signclip.api.settings import ServiceSettings, parse_models
+from signclip.service import APP_NAME, make_app, read_serve_config
+
+log = logging.getLogger(__name__)
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(prog="signclip serve", description=__doc__.splitlines()[0],
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--model", action="append", default=[], metavar="NAME=DIR",
+                        help="a model to serve (repeatable); overrides the config's models")
+    parser.add_argument("--config", help="a Serve config YAML (cluster/serve.yaml): models, limits, scaling")
+    parser.add_argument("--app-name", default=None, help="which application of --config (default: the first)")
+    parser.add_argument("--host", default=None, help="address to bind (default 127.0.0.1, local only)")
+    parser.add_argument("--port", type=int, default=None, help="HTTP port (default 8000)")
+    parser.add_argument("--address", default=None, help="Ray cluster address (default: start a local Ray)")
+    parser.add_argument("--num-cpus", type=int, default=None, help="CPUs of the local Ray (default: all)")
+    parser.add_argument("--no-video", action="store_true", help="do not deploy video extraction")
+    parser.add_argument("--cors-origin", action="append", default=[], help="an allowed browser origin (repeatable)")
+    return parser.parse_args(argv)
+
+
+def _is_loopback(host: str) -> bool:
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return host == "localhost"
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    try:
+        app_args, options, http = read_serve_config(args.config, args.app_name) if args.config else ({}, {}, {})
+        if args.model:
+            app_args["models"] = parse_models(args.model)
+        if args.no_video:
+            app_args["enable_video"] = False
+        if args.cors_origin:
+            app_args["cors_origins"] = args.cors_origin
+        settings = ServiceSettings.from_mapping(app_args)
+    except (OSError, ValueError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    host = args.host or http.get("host") or "127.0.0.1"
+    port = args.port or int(http.get("port") or 8000)
+    if not _is_loopback(host) and not settings.api_token():
+        log.warning("binding %s without a token: set %s to require one", host, settings.api_token_env)
+    import ray
+    from ray import serve
+
+    ray.init(address=args.address, num_cpus=args.num_cpus if args.address is None else None)
+    serve.start(http_options={"host": host, "port": port})
+    serve.run(make_app(settings, options), name=args.app_name or APP_NAME, route_prefix="/")
+    log.info("serving %s on http://%s:%d (Ctrl-C or SIGTERM to stop)", sorted(settings.models), host, port)
+    signal.signal(signal.SIGTERM, _stop)
+    try:
+        while True:
+            time.sleep(3600)
+    except (KeyboardInterrupt, SystemExit):
+        pass
+    finally:
+        serve.shutdown()
+        ray.shutdown()
+    return 0
+
+
+def _stop(signum: int, frame: Any) -> None:
+    raise SystemExit(0)
+
+
+if __name__ == "__main__":
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    sys.exit(main())

@@ -1,0 +1,124 @@
+"""The model deployments of the service: each loads every served model once per replica and batches requests.
+
+- ``TextEmbedder``: the text tower of every served model, requests batched with ``@serve.batch``.
+- ``PoseEmbedder``: pose features and the pose tower, requests batched with ``@serve.batch``.
+- ``VideoToPose``: MediaPipe Holistic extraction of uploaded videos (optional).
+
+Every model replica embeds with :class:`signclip.Embedder`, the batch jobs' embedder, so an item's
+vector is the offline one whatever else shares its batch. Models given as URLs are fetched by each replica
+onto its own node (:mod:`signclip.io.model_cache`).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import math
+import os
+import threading
+from typing import Any
+
+from ray import serve
+
+from signclip.api.backend import embed_grouped, featurize_all, holistic_runner, load_models, video_to_pose
+from signclip.api.settings import ServiceSettings
+from signclip.api.types import Embedded, ExtractedPose, ModelInfo, Rejected
+
+log = logging.getLogger(__name__)
+
+TEXT_BATCH_ITEMS = 128  # texts per model batch (at least max_items; raised to it if lower)
+POSE_BATCH_ITEMS = 64  # poses per model batch (at least max_poses; raised to it if lower)
+BATCH_WAIT_S = 0.005  # how long a batch waits for more requests once one arrived
+# Local defaults of the embedders (cluster/serve.yaml sets a cluster's). A load burst adds a replica
+# after 5 s, not Ray's default 30 s; replicas are given back only after 5 quiet minutes.
+EMBEDDER_AUTOSCALING = {"min_replicas": 1, "max_replicas": 2, "target_ongoing_requests": 16,
+                        "upscale_delay_s": 5, "downscale_delay_s": 300}
+
+
+def _items(requests: list[tuple[str, list[Any]]]) -> int:
+    return sum(len(items) for _, items in requests)
+
+
+def _set_torch_threads(settings: ServiceSettings) -> int:
+    """Intra-op threads: the setting, else the CPUs reserved for this replica (at least 1)."""
+    import ray
+    import torch
+
+    threads = settings.torch_threads or max(1, math.ceil(ray.get_runtime_context().get_assigned_resources()
+                                                          .get("CPU", 1.0)))
+    torch.set_num_threads(threads)
+    return threads
+
+
+class _ModelReplica:
+    """Loads every served model once per replica."""
+
+    def __init__(self, settings: ServiceSettings):
+        threads = _set_torch_threads(settings)
+        self.models = load_models(settings.models)
+        log.info("%s ready: models %s, %d torch threads", type(self).__name__, sorted(self.models), threads)
+
+    def ready(self) -> dict[str, Any]:
+        return {"models": sorted(self.models), "pid": os.getpid()}
+
+    def info(self) -> dict[str, ModelInfo]:
+        return {name: m.info for name, m in self.models.items()}
+
+
+@serve.deployment(name="TextEmbedder", ray_actor_options={"num_cpus": 0.5}, max_ongoing_requests=64,
+                  max_queued_requests=256, autoscaling_config=EMBEDDER_AUTOSCALING)
+class TextEmbedder(_ModelReplica):
+    """Text embeddings; concurrent requests share model batches."""
+
+    def __init__(self, settings: ServiceSettings):
+        super().__init__(settings)
+        self._batch.set_max_batch_size(max(TEXT_BATCH_ITEMS, settings.max_items))
+
+    async def embed(self, model: str, texts: list[str]) -> Embedded:
+        return await self._batch((model, texts))
+
+    @serve.batch(max_batch_size=TEXT_BATCH_ITEMS, batch_wait_timeout_s=BATCH_WAIT_S, batch_size_fn=_items)
+    async def _batch(self, requests: list[tuple[str, list[str]]]) -> list[Embedded]:
+        return await asyncio.to_thread(embed_grouped, self.models, "text", requests)
+
+
+@serve.deployment(name="PoseEmbedder", ray_actor_options={"num_cpus": 0.5}, max_ongoing_requests=64,
+                  max_queued_requests=256, autoscaling_config=EMBEDDER_AUTOSCALING)
+class PoseEmbedder(_ModelReplica):
+    """Pose embeddings of ``.pose`` bytes: features per request, then model batches shared across requests."""
+
+    def __init__(self, settings: ServiceSettings):
+        super().__init__(settings)
+        self._batch.set_max_batch_size(max(POSE_BATCH_ITEMS, settings.max_poses))
+
+    async def embed(self, model: str, poses: list[bytes]) -> Embedded | Rejected:
+        features = await asyncio.to_thread(featurize_all, self.models[model].embedder, poses)
+        if isinstance(features, Rejected):
+            return features
+        return await self._batch((model, features))
+
+    @serve.batch(max_batch_size=POSE_BATCH_ITEMS, batch_wait_timeout_s=BATCH_WAIT_S, batch_size_fn=_items)
+    async def _batch(self, requests: list[tuple[str, list[Any]]]) -> list[Embedded]:
+        return await asyncio.to_thread(embed_grouped, self.models, "pose", requests)
+
+
+@serve.deployment(name="VideoToPose", ray_actor_options={"num_cpus": 0.5}, max_ongoing_requests=2,
+                  max_queued_requests=16, autoscaling_config={"min_replicas": 1, "max_replicas": 2,
+                                                              "target_ongoing_requests": 1})
+class VideoToPose:
+    """MediaPipe Holistic on uploaded videos, one at a time per replica."""
+
+    def __init__(self, settings: ServiceSettings):
+        self.settings = settings
+        self.runner = holistic_runner(settings.holistic_options)  # validates the options now
+        self.lock = threading.Lock()
+
+    def ready(self) -> dict[str, Any]:
+        return {"pid": os.getpid()}
+
+    async def extract(self, video: bytes, suffix: str) -> ExtractedPose | Rejected:
+        def run() -> ExtractedPose | Rejected:
+            with self.lock:
+                return video_to_pose(self.runner, video, self.settings.max_video_seconds, suffix)
+
+        return await asyncio.to_thread(run)

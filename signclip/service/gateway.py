@@ -1,0 +1,91 @@
+"""The service's HTTP ingress: :func:`signclip.api.create_app` over handles to the model deployments."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from typing import Any
+
+from ray import serve
+from ray.serve.handle import DeploymentHandle, DeploymentResponse
+
+from signclip.api.app import create_app
+from signclip.api.errors import ApiError, overloaded
+from signclip.api.settings import ServiceSettings
+from signclip.api.types import Embedded, ExtractedPose, ModelInfo, Rejected
+
+log = logging.getLogger(__name__)
+
+
+class ServeBackend:
+    """The gateway's :class:`~signclip.api.backend.Backend`: calls the model deployments, maps Ray's failures."""
+
+    def __init__(self, text: DeploymentHandle, pose: DeploymentHandle, video: DeploymentHandle | None,
+                 settings: ServiceSettings):
+        self.text, self.pose, self.video, self.settings = text, pose, video, settings
+        self._models: dict[str, ModelInfo] | None = None
+
+    async def _await(self, response: DeploymentResponse, timeout_s: float | None = None) -> Any:
+        from ray.exceptions import ActorUnavailableError, RayActorError
+        from ray.serve.exceptions import BackPressureError, DeploymentUnavailableError, ReplicaUnavailableError
+
+        retry = self.settings.retry_after_s
+        try:
+            return await asyncio.wait_for(asyncio.ensure_future(response), timeout_s or self.settings.request_timeout_s)
+        except BackPressureError:
+            raise overloaded("the service is at capacity; retry later", retry) from None
+        except (RayActorError, ActorUnavailableError, DeploymentUnavailableError, ReplicaUnavailableError) as e:
+            log.warning("model replica unavailable: %s", e)
+            raise ApiError(503, "a model replica failed or is restarting; retry later", "unavailable",
+                           headers={"Retry-After": str(retry)}) from None
+        except TimeoutError:
+            response.cancel()
+            raise ApiError(504, "the model deployment did not answer in time", "timeout") from None
+
+    async def embed_texts(self, model: str, texts: list[str]) -> Embedded:
+        return await self._await(self.text.embed.remote(model, texts))
+
+    async def embed_poses(self, model: str, poses: list[bytes]) -> Embedded | Rejected:
+        return await self._await(self.pose.embed.remote(model, poses))
+
+    async def video_to_pose(self, video: bytes, suffix: str) -> ExtractedPose | Rejected:
+        if self.video is None:
+            raise ApiError(404, "video extraction is not enabled on this server", "not_enabled")
+        return await self._await(self.video.extract.remote(video, suffix))
+
+    async def ready(self) -> dict[str, Any]:
+        """Ready when the text and pose deployments hold every model; video extraction is reported, not required
+        (a busy extractor must not take the embedding service out of rotation)."""
+        parts = {"text": self.text, "pose": self.pose} | ({"video": self.video} if self.video else {})
+        answers = await asyncio.gather(*(self._await(h.ready.remote(), timeout_s=5.0) for h in parts.values()),
+                                       return_exceptions=True)
+        components = {}
+        for name, answer in zip(parts, answers, strict=True):
+            if isinstance(answer, BaseException):
+                log.info("%s not ready: %s", name, answer)
+            ok = not isinstance(answer, BaseException) and (name == "video" or
+                                                            set(answer["models"]) == set(self.settings.models))
+            components[name] = "ready" if ok else "not ready"
+        return {"ready": components["text"] == components["pose"] == "ready", "components": components,
+                "models": sorted(self.settings.models)}
+
+    async def models(self) -> dict[str, ModelInfo]:
+        if self._models is None:
+            self._models = await self._await(self.text.info.remote())
+        return self._models
+
+
+@serve.deployment(name="Gateway", ray_actor_options={"num_cpus": 0.25}, max_ongoing_requests=128,
+                  max_queued_requests=512, backpressure_config={"status_code": 503, "retry_after_s": 1},
+                  autoscaling_config={"min_replicas": 1, "max_replicas": 2, "target_ongoing_requests": 64})
+@serve.ingress()
+class Gateway:
+    """The HTTP ingress: :func:`signclip.api.create_app` over the model deployments."""
+
+    def __init__(self, text: DeploymentHandle, pose: DeploymentHandle, video: DeploymentHandle | None,
+                 settings: ServiceSettings):
+        self.settings = settings
+        self.backend = ServeBackend(text, pose, video, settings)
+
+    def __serve_build_asgi_app__(self) -> Any:
+        return create_app(self.backend, self.settings)

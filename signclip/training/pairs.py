@@ -1,0 +1,53 @@
+"""(pose, text) pairs for training and evaluation, from a manifest.
+
+Columns: a pose path (``pose``, ``pose_path`` or ``path``; relative paths are relative to the manifest),
+and either ``text`` (the prompt itself) or ``gloss`` plus ``sign_language`` (and optionally
+``spoken_language``, default ``en``) from which the E7.2 prompt ``"<en> <ase> gloss"`` is built.
+Optional: ``split`` (``train`` / ``val`` / ``test``), ``class_id``, ``id``.
+"""
+
+from __future__ import annotations
+
+import pandas as pd
+
+from signclip.io.manifests import read_manifest, resolve
+from signclip.model.prompts import gloss_prompt
+
+PATH_COLUMNS = ("pose", "pose_path", "path")
+
+
+def read_pairs(manifest: str, split: str | None = None, prompt_template: str | None = None) -> pd.DataFrame:
+    """A DataFrame with ``pose`` (absolute path or URI), ``text`` and any optional columns.
+
+    ``prompt_template`` (e.g. ``'Sign the sign "{gloss}" in {language}.'``) replaces the E7.2 prompt
+    when the text is built from ``gloss`` and ``sign_language``.
+
+    Raises ``ValueError`` naming the manifest and the problem (missing columns, bad language codes
+    with the row number, no rows for ``split``).
+    """
+    df = read_manifest(manifest)
+    path_column = next((c for c in PATH_COLUMNS if c in df.columns), None)
+    if path_column is None:
+        raise ValueError(f"{manifest}: no pose path column (one of {', '.join(PATH_COLUMNS)})")
+    if "text" not in df.columns and not {"gloss", "sign_language"} <= set(df.columns):
+        raise ValueError(f"{manifest}: needs a 'text' column, or 'gloss' and 'sign_language' columns")
+    if split is not None and "split" in df.columns:
+        df = df[df["split"] == split]
+    if df.empty:
+        raise ValueError(f"{manifest}: no rows" + (f" for split {split!r}" if split else ""))
+    out = pd.DataFrame({"pose": [resolve(str(p), manifest) for p in df[path_column]]}, index=df.index)
+    if "text" in df.columns:
+        out["text"] = df["text"].astype(str)
+    else:
+        spoken = df["spoken_language"] if "spoken_language" in df.columns else pd.Series("en", index=df.index)
+        texts = []
+        for row, (gloss, signed, lang) in enumerate(zip(df["gloss"], df["sign_language"], spoken)):
+            try:
+                texts.append(gloss_prompt(str(gloss), str(signed), str(lang), prompt_template))
+            except ValueError as e:
+                raise ValueError(f"{manifest}: row {row}: {e}") from e
+        out["text"] = texts
+    for column in ("id", "class_id", "split", "gloss", "sign_language"):
+        if column in df.columns:
+            out[column] = df[column].values
+    return out.reset_index(drop=True)
