@@ -169,3 +169,38 @@ def test_streamed_body_over_the_limit_is_413(local_client):
 
     r = client.post("/api/embed/text", content=chunks(), headers={"Authorization": "Bearer s3cret"})
     assert r.status_code == 413 and r.json()["error"]["code"] == "body_too_large"
+
+
+def test_openapi_schema_documents_every_route_and_matches_the_answers(model_dir, poses_dir):
+    from fastapi.testclient import TestClient
+    from openapi_spec_validator import validate
+
+    from signclip.api import schema
+
+    settings = ServiceSettings.from_mapping({"models": {"default": str(model_dir)}})
+    client = TestClient(create_app(LocalBackend(settings), settings, token="s3cret"))
+    auth = {"Authorization": "Bearer s3cret"}
+    doc = client.get("/openapi.json").json()  # public, like /health
+    validate(doc)
+    assert client.get("/docs").status_code == 200
+    routes = {r.path for r in client.app.routes if getattr(r, "include_in_schema", False)}
+    assert routes == set(doc["paths"]) and len(routes) >= 11
+    for path, methods in doc["paths"].items():
+        for method, op in methods.items():
+            ok = op["responses"]["200"]["content"]
+            assert ok, f"{method.upper()} {path}: no documented answer"
+            if method == "post":
+                body = op["requestBody"]["content"]
+                (media,) = body
+                name = body[media]["schema"]["$ref"].rsplit("/", 1)[1]
+                assert name in doc["components"]["schemas"], f"{path}: request model {name} not published"
+    # what the routes answer is what the schema says
+    pose = base64.b64encode((poses_dir / "sad-colin.pose").read_bytes()).decode()
+    schema.Embeddings.model_validate(client.post("/api/embed/text", json={"text": "house"}, headers=auth).json())
+    schema.Info.model_validate(client.get("/info", headers=auth).json())
+    schema.OpenAIEmbeddingResponse.model_validate(
+        client.post("/v1/embeddings", json={"input": ["a", "b"]}, headers=auth).json())
+    schema.OpenAIModelList.model_validate(client.get("/v1/models", headers=auth).json())
+    schema.Scores.model_validate(client.post("/score", json={"pose": pose, "text": "house"}, headers=auth).json())
+    schema.Readiness.model_validate(client.get("/ready", headers=auth).json())
+    schema.Error.model_validate(client.post("/score", json={"pose": "!", "text": "x"}, headers=auth).json())

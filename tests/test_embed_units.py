@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 from pathlib import Path
 
 import numpy as np
@@ -185,6 +187,33 @@ def test_npy_path_layout(tmp_path):
     embedding_store.write_npy(str(tmp_path), "a/b", np.arange(4, dtype=np.float64))
     arr = np.load(tmp_path / "a" / "b.npy")
     assert arr.shape == (4,) and arr.dtype == np.float32
+
+
+def test_npy_names_for_pose_evaluation(tmp_path, model_dir, poses_dir):
+    """``--npy-name '{id}-using-model-{model}.npy'``: the files pose-evaluation's dataset tools look for."""
+    spec = spec_for(model_dir, tmp_path / "out", npy_dir=str(tmp_path / "npy"),
+                    npy_name="{id}-using-model-{model}.npy")
+    batch = {"id": np.array(["sub/house-colin-1"], dtype=object), "kind": np.array(["pose"], dtype=object),
+             "source": np.array([str(poses_dir / "house-colin-1.pose")], dtype=object),
+             "text": np.array([""], dtype=object)}
+    out = EmbedActor(spec)(featurize(batch, spec))
+    write_shard(out, spec)
+    arr = np.load(tmp_path / "npy" / "sub" / f"house-colin-1-using-model-{spec.model_name}.npy")
+    assert arr.shape == (spec.embedding_dim,) and spec.model_name == "tiny"
+    np.testing.assert_array_equal(arr, out["embedding"][0])
+    for bad, says in (("{id}", "ending in .npy"), ("x.npy", "{id} (required)"), ("{id}-{name}.npy", "'name'"),
+                      ("a/{id}.npy", "without folders")):
+        with pytest.raises(ValueError, match=re.escape(says)):
+            embedding_store.check_npy_name(bad)
+
+
+def test_embed_refuses_a_bad_npy_name_before_any_work(tmp_path, model_dir, capsys):
+    from signclip.jobs import embed
+
+    rc = embed.main(["--model", str(model_dir), "--input", str(tmp_path), "--output", str(tmp_path / "o"),
+                     "--npy-dir", str(tmp_path / "n"), "--npy-name", "{id}.txt"])
+    assert rc == 2 and "--npy name '{id}.txt': a file name ending in .npy" in capsys.readouterr().err
+    assert not (tmp_path / "o").exists()
 
 
 def test_pending_skips_written_ids_and_retries_failed_ones_on_request(tmp_path, model_dir):

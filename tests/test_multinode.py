@@ -208,7 +208,7 @@ def test_embed_job_reads_and_writes_s3(embedded, bucket):
     bad = {i for i in status if any(i.endswith(n) for n in NOT_HOLISTIC)}
     assert bad and all(status[i] == "failed" for i in bad)
     assert all(s == "ok" for i, s in status.items() if i not in bad), status
-    summary = json.loads(storage.read_bytes(f"{bucket}/emb/{embedding_store.SUMMARY}"))
+    summary = json.loads(storage.read_bytes(f"{bucket}/emb/summary.json"))
     assert summary["total_ok"] == expected - len(bad)
     corpus = embedding_store.load(f"{bucket}/emb")
     assert len(corpus) == expected - len(bad) and corpus.embeddings.shape[0] == len(corpus)

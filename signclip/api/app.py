@@ -19,15 +19,17 @@ from __future__ import annotations
 import asyncio
 import base64
 import json
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
 from fastapi import FastAPI, Request
+from fastapi.openapi.utils import get_openapi
 from starlette.datastructures import UploadFile
 from starlette.exceptions import HTTPException
 from starlette.responses import Response
 
-from signclip.api import parsing
+from signclip.api import parsing, schema
 from signclip.api.backend import Backend
 from signclip.api.errors import ApiError, bad_request, install_handlers, unprocessable
 from signclip.api.middleware import BearerTokenMiddleware, BodyLimitMiddleware, MetricsMiddleware
@@ -36,6 +38,15 @@ from signclip.api.settings import ServiceSettings
 from signclip.api.types import Embedded, ExtractedPose, Rejected
 
 UPLOAD_ROUTES = frozenset({"/v1/embed/pose", "/v1/embed/video"})
+
+
+def _version() -> str:
+    import importlib.metadata
+
+    try:
+        return importlib.metadata.version("signclip")
+    except importlib.metadata.PackageNotFoundError:
+        return "0"
 
 
 def _json(payload: Any, status: int = 200) -> Response:
@@ -90,24 +101,39 @@ def create_app(backend: Backend, settings: ServiceSettings, metrics: ServiceMetr
     metrics = metrics or ServiceMetrics()
     token = token if token is not None else settings.api_token()
     service = _Service(backend, settings, metrics)
-    app = FastAPI(title="SignCLIP embeddings", docs_url=None, redoc_url=None, openapi_url=None)
+    app = FastAPI(title="SignCLIP embeddings", version=_version(), docs_url="/docs", redoc_url=None,
+                  openapi_url="/openapi.json", description=__doc__)
     install_handlers(app)
+    errors = schema.ERRORS
 
-    @app.api_route("/api/embed/text", methods=["GET", "POST"])
+    def original_api(path: str, request_model: type, summary: str) -> Callable:
+        """The original API's routes answer POST and, as its clients send them, GET with a JSON body (which
+        OpenAPI cannot describe: only the POST form is published)."""
+
+        def register(endpoint: Callable) -> Callable:
+            app.add_api_route(path, endpoint, methods=["POST"], response_model=schema.Embeddings, responses=errors,
+                              openapi_extra=schema.json_body(request_model), summary=summary)
+            app.add_api_route(path, endpoint, methods=["GET"], include_in_schema=False)
+            return endpoint
+
+        return register
+
+    @original_api("/api/embed/text", schema.TextRequest, "Embed texts (the original API)")
     async def embed_text(request: Request) -> Response:
         body = await parsing.read_json(request)
         texts = parsing.texts(body, settings)
         model = parsing.model_name(body.get("model_name"), settings)
         return _json({"embeddings": _rows(await service.texts(model, texts))})
 
-    @app.api_route("/api/embed/pose", methods=["GET", "POST"])
+    @original_api("/api/embed/pose", schema.PoseRequest, "Embed base64 poses (the original API)")
     async def embed_pose(request: Request) -> Response:
         body = await parsing.read_json(request)
         poses = parsing.poses(body, settings)
         model = parsing.model_name(body.get("model_name"), settings)
         return _json({"embeddings": _rows(await service.poses(model, poses))})
 
-    @app.post("/v1/embeddings")
+    @app.post("/v1/embeddings", response_model=schema.OpenAIEmbeddingResponse, responses=errors,
+              openapi_extra=schema.json_body(schema.OpenAIEmbeddingRequest))
     async def openai_embeddings(request: Request) -> Response:
         req = parsing.openai_request(await parsing.read_json(request), settings)
         vectors = await service.texts(req.model, req.texts)
@@ -121,12 +147,13 @@ def create_app(backend: Backend, settings: ServiceSettings, metrics: ServiceMetr
         return _json({"object": "list", "data": data, "model": req.model,
                       "usage": {"prompt_tokens": tokens, "total_tokens": tokens}})
 
-    @app.get("/v1/models")
+    @app.get("/v1/models", response_model=schema.OpenAIModelList, responses=errors)
     async def openai_models() -> Response:
         return _json({"object": "list", "data": [{"id": name, "object": "model", "owned_by": "signclip"}
                                                  for name in settings.models]})
 
-    @app.post("/v1/embed/pose")
+    @app.post("/v1/embed/pose", response_model=schema.Embeddings, responses=errors,
+              openapi_extra=schema.form_body(schema.PoseUpload))
     async def upload_poses(request: Request) -> Response:
         form = await service.form(request, settings.max_poses)
         files = service.files(form)
@@ -137,7 +164,8 @@ def create_app(backend: Backend, settings: ServiceSettings, metrics: ServiceMetr
         poses = [await f.read() for f in files]
         return _json({"embeddings": _rows(await service.poses(model, poses, param="file"))})
 
-    @app.post("/v1/embed/video")
+    @app.post("/v1/embed/video", response_model=schema.VideoEmbedding, responses=errors,
+              openapi_extra=schema.form_body(schema.VideoUpload))
     async def upload_video(request: Request) -> Response:
         if not settings.enable_video:
             raise ApiError(404, "video extraction is not enabled on this server", "not_enabled")
@@ -157,7 +185,8 @@ def create_app(backend: Backend, settings: ServiceSettings, metrics: ServiceMetr
             reply["pose"] = base64.b64encode(extracted.pose).decode()
         return _json(reply)
 
-    @app.post("/score")
+    @app.post("/score", response_model=schema.Scores, responses=errors,
+              openapi_extra=schema.json_body(schema.ScoreRequest))
     async def score(request: Request) -> Response:
         body = await parsing.read_json(request)
         poses = parsing.poses(body, settings)
@@ -167,16 +196,16 @@ def create_app(backend: Backend, settings: ServiceSettings, metrics: ServiceMetr
         info = (await backend.models())[model]
         return _json({"scores": _rows(pose_vectors @ text_vectors.T), "model": model, "similarity": info.similarity})
 
-    @app.get("/health")
+    @app.get("/health", response_model=schema.Health)
     async def health() -> Response:
         return _json({"status": "ok"})
 
-    @app.get("/ready")
+    @app.get("/ready", response_model=schema.Readiness, responses={503: {"model": schema.Readiness}})
     async def ready() -> Response:
         state = await backend.ready()
         return _json(state, 200 if state.get("ready") else 503)
 
-    @app.get("/info")
+    @app.get("/info", response_model=schema.Info, responses=errors)
     async def info() -> Response:
         from signclip.api.backend import versions
 
@@ -185,10 +214,18 @@ def create_app(backend: Backend, settings: ServiceSettings, metrics: ServiceMetr
                       "default_model": settings.default_model, "video": settings.enable_video,
                       "limits": settings.public_limits(), "versions": versions()})
 
-    @app.get("/metrics")
+    @app.get("/metrics", response_class=Response, responses={200: {"content": {"text/plain": {}},
+                                                                   "description": "Prometheus metrics"}})
     async def prometheus() -> Response:
         return Response(metrics.render(), media_type=metrics.content_type)
 
+    def openapi() -> dict[str, Any]:
+        if app.openapi_schema is None:
+            app.openapi_schema = schema.add_request_models(get_openapi(
+                title=app.title, version=app.version, description=app.description, routes=app.routes))
+        return app.openapi_schema
+
+    app.openapi = openapi  # type: ignore[method-assign]
     routes = frozenset(getattr(r, "path", "") for r in app.routes)
     app.add_middleware(BodyLimitMiddleware, limit_for=lambda path: settings.max_upload_bytes
                        if path in UPLOAD_ROUTES else settings.max_body_bytes)

@@ -76,7 +76,7 @@ class MetricsMiddleware:
 class BearerTokenMiddleware:
     """Requires ``Authorization: Bearer <token>`` on every path except the exempt ones."""
 
-    def __init__(self, app: ASGIApp, token: str, exempt: frozenset[str] = frozenset({"/health"})):
+    def __init__(self, app: ASGIApp, token: str, exempt: frozenset[str] = frozenset({"/health", "/openapi.json", "/docs"})):
         self.app, self.token, self.exempt = app, token.encode(), exempt
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:

@@ -2,7 +2,7 @@
 
 ``signclip/jobs/embed.py`` chains them with Ray Data::
 
-    items -> [VideoToPose actors] -> featurize tasks (CPU) -> EmbedActor pool (model loaded once, GPU if
+    items -> [PosesFromVideos actors] -> featurize tasks (CPU) -> EmbedActor pool (model loaded once, GPU if
     any) -> write_shard tasks -> one small row per shard back to the driver
 
 A batch is a dict of equal-length numpy arrays. Between stages a clip's features travel as the bytes of
@@ -42,7 +42,8 @@ class RunSpec:
     embedding_dim: int
     output: str  # the embedding directory
     run_id: str
-    npy_dir: str | None = None  # also write <npy_dir>/<id>.npy per ok item
+    npy_dir: str | None = None  # also write one .npy per ok item here
+    npy_name: str = embedding_store.NPY_NAME  # its file name, from {id} and {model} (the model's name)
     poses_dir: str | None = None  # where poses extracted from videos go (default <output>/poses)
     flip: bool = False  # test-time mirroring of left-handed clips
     anonymized: bool = False  # remove the signer's appearance first
@@ -102,7 +103,7 @@ def _message(e: BaseException) -> str:
 
 # ------------------------------------------------------------------------------------------------ stages
 
-class VideoToPose:
+class PosesFromVideos:
     """Videos -> ``.pose`` files (MediaPipe Holistic, one graph per actor), reusing a pose already there.
 
     Rows of other kinds pass through. The pose of item ``id`` goes to ``<poses_dir>/<id>.pose``.
@@ -269,7 +270,7 @@ def write_shard(batch: Batch, spec: RunSpec) -> Batch:
         ok = np.asarray(table.column("status").to_pylist()) == OK
         emb = np.asarray(batch["embedding"], dtype=np.float32)
         for i in np.flatnonzero(ok):
-            embedding_store.write_npy(spec.npy_dir, str(batch["id"][i]), emb[i])
+            embedding_store.write_npy(spec.npy_dir, str(batch["id"][i]), emb[i], spec.model_name, spec.npy_name)
     path = embedding_store.write_shard(table, spec.output, spec.run_id, uuid.uuid4().hex[:12])
     n_ok = int(sum(s == OK for s in table.column("status").to_pylist()))
     return {"shard": np.array([path], dtype=object), "rows": np.array([table.num_rows]),

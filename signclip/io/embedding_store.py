@@ -4,8 +4,8 @@ An embedding directory (local or ``s3://``) holds::
 
     shards/part-<run>-<uuid>.parquet   one row per item (SCHEMA), written atomically: complete or absent
     manifest.parquet                   every item once, without the embeddings (rewritten after each run)
-    summary.json                       the last run's counts and speed
-    npy/<id>.npy                       optional (--npy-dir), one float32 (E,) array per clip
+    summary.json                       the last run's counts and speed (signclip.jobs.contract)
+    npy/<id>.npy                       optional (--npy-dir, named by --npy-name), one float32 (E,) array per clip
 
 Shards are plain Parquet, readable without this package (``pyarrow.parquet.read_table(".../shards")``).
 An id normally appears once. If a rerun re-embedded failed items (``--retry-failed``) or an interrupted
@@ -32,7 +32,6 @@ log = logging.getLogger(__name__)
 
 SHARDS = "shards"
 MANIFEST = "manifest.parquet"
-SUMMARY = "summary.json"
 SHARD_SUFFIX = ".parquet"
 
 # What fixes an embedding besides the clip: a rerun into the same directory must match these.
@@ -159,13 +158,31 @@ def load(output: str, kinds: tuple[str, ...] | None = None) -> Corpus:
     return Corpus(meta, np.ascontiguousarray(emb))
 
 
-def npy_path(npy_dir: str, item_id: str) -> str:
+NPY_NAME = "{id}.npy"  # the default per-clip file name; pose-evaluation's is "{id}-using-model-{model}.npy"
+
+
+def check_npy_name(template: str) -> None:
+    """Raise ``ValueError`` unless ``template`` names one ``.npy`` file per clip from ``{id}`` and ``{model}``."""
+    import string
+
+    fields = {name for _, name, _, _ in string.Formatter().parse(template) if name is not None}
+    unknown = sorted(fields - {"id", "model"})
+    if unknown or "id" not in fields:
+        raise ValueError(f"npy name {template!r}: use the fields {{id}} (required) and {{model}} only"
+                         + (f", not {unknown}" if unknown else ""))
+    if not template.endswith(".npy") or "/" in template:
+        raise ValueError(f"npy name {template!r}: a file name ending in .npy, without folders")
+
+
+def npy_path(npy_dir: str, item_id: str, model_name: str = "", template: str = NPY_NAME) -> str:
     """Where item ``item_id``'s ``.npy`` goes (an id with ``/`` makes subfolders)."""
-    return storage.join(npy_dir, *item_id.split("/")) + ".npy"
+    *folders, name = item_id.split("/")
+    return storage.join(npy_dir, *folders, template.format(id=name, model=model_name))
 
 
-def write_npy(npy_dir: str, item_id: str, embedding: np.ndarray) -> None:
+def write_npy(npy_dir: str, item_id: str, embedding: np.ndarray, model_name: str = "",
+              template: str = NPY_NAME) -> None:
     """One float32 ``(E,)`` array, the layout the pose-evaluation project loads."""
     buffer = io.BytesIO()
     np.save(buffer, np.asarray(embedding, dtype=np.float32).reshape(-1))
-    storage.write_bytes_atomic(npy_path(npy_dir, item_id), buffer.getvalue())
+    storage.write_bytes_atomic(npy_path(npy_dir, item_id, model_name, template), buffer.getvalue())

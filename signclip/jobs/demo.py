@@ -20,7 +20,6 @@ import base64
 import json
 import logging
 import os
-import sys
 import time
 from pathlib import Path
 
@@ -28,6 +27,7 @@ import numpy as np
 import pandas as pd
 
 from signclip.io import sample_data
+from signclip.jobs import contract
 
 log = logging.getLogger("signclip.jobs.demo")
 
@@ -93,7 +93,7 @@ def serve_and_query(model_dir: Path, clips: dict[str, str], prompts: list[str], 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="signclip demo", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--out", help="run directory (default runs/demo-<time>)")
+    contract.add_output(parser, help="run directory (default runs/demo-<time>)", old="--out", required=False)
     parser.add_argument("--preset", default="small", help="model preset to train (default small)")
     parser.add_argument("--epochs", type=int, default=6)
     parser.add_argument("--port", type=int, default=8765)
@@ -104,7 +104,7 @@ def main(argv: list[str] | None = None) -> int:
 
     from signclip.jobs import embed, evaluate, extract, train
 
-    run = Path(args.out or f"runs/demo-{time.strftime('%Y%m%d-%H%M%S')}").resolve()
+    run = Path(args.output or f"runs/demo-{time.strftime('%Y%m%d-%H%M%S')}").resolve()
     run.mkdir(parents=True, exist_ok=True)
     started = time.perf_counter()
     data = sample_data.data_dir()
@@ -157,4 +157,4 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    contract.command_line(main)

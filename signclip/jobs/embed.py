@@ -19,7 +19,6 @@ and are recorded (``frames``, ``long_clip``, ``segments``). Exit codes: 0 done, 
 from __future__ import annotations
 
 import argparse
-import json
 import logging
 import math
 import sys
@@ -29,9 +28,10 @@ from dataclasses import asdict, dataclass, fields, replace
 
 from signclip.embedding.items import InputError, Item, list_items
 from signclip.embedding.resources import StageResources, plan
-from signclip.embedding.stages import EmbedActor, RunSpec, VideoToPose, featurize, model_spec, write_shard
+from signclip.embedding.stages import EmbedActor, PosesFromVideos, RunSpec, featurize, model_spec, write_shard
 from signclip.io import embedding_store, manifests, storage
 from signclip.io.status import ItemStatus
+from signclip.jobs import contract
 
 log = logging.getLogger("signclip.jobs.embed")
 
@@ -47,7 +47,8 @@ class EmbedOptions:
     path_column: str = "path"  # manifest column with the file paths
     id_column: str = "id"  # manifest column with the item ids (optional)
     text_column: str | None = None  # embed this manifest column's prompts instead of files
-    npy_dir: str | None = None  # also write <npy_dir>/<id>.npy, float32 (E,), per item
+    npy_dir: str | None = None  # also write one .npy, float32 (E,), per item here
+    npy_name: str = embedding_store.NPY_NAME  # the .npy files' name from {id} and {model} (the model's name)
     poses_dir: str | None = None  # where poses extracted from videos go (default <output>/poses)
     holistic: str | None = None  # MediaPipe Holistic options for videos, "name=value,..."
     flip: bool = False  # test-time flip: mirror clips whose right hand is never seen
@@ -64,7 +65,7 @@ class EmbedOptions:
     shard_rows: int = 256  # rows per output shard (also the unit of work lost if a run is killed)
     rows_per_block: int = 16  # items per input block (the unit of the featurising tasks)
     retry_failed: bool = False  # re-embed ids whose earlier row failed
-    ray_address: str | None = None  # Ray cluster to join (default: RAY_ADDRESS, else a local one)
+    address: str | None = None  # Ray cluster to join (default: RAY_ADDRESS, else a local one)
 
 
 @dataclass
@@ -141,7 +142,7 @@ def build_pipeline(items: list[Item], spec: RunSpec, res: StageResources, opts: 
 
     ds = ray.data.from_items([i.as_row() for i in items], override_num_blocks=_blocks(items, opts))
     if res.extract_actors:
-        ds = ds.map_batches(VideoToPose, fn_constructor_kwargs={"spec": spec, "holistic_options": _holistic(opts)},
+        ds = ds.map_batches(PosesFromVideos, fn_constructor_kwargs={"spec": spec, "holistic_options": _holistic(opts)},
                             compute=ray.data.ActorPoolStrategy(min_size=1, max_size=res.extract_actors),
                             batch_size=1, batch_format="numpy", num_cpus=res.extract_cpus)
     ds = ds.map_batches(featurize, fn_kwargs={"spec": spec}, batch_size=opts.rows_per_block,
@@ -183,8 +184,7 @@ def write_outputs(opts: EmbedOptions, summary: EmbedSummary) -> EmbedSummary:
     if len(index):
         manifests.write_manifest(pa.Table.from_pandas(index, preserve_index=False),
                                 storage.join(opts.output, embedding_store.MANIFEST))
-    storage.write_bytes_atomic(storage.join(opts.output, embedding_store.SUMMARY),
-                               json.dumps(asdict(summary), indent=2).encode())
+    contract.write_summary(opts.output, asdict(summary))
     return summary
 
 
@@ -193,11 +193,15 @@ def run(opts: EmbedOptions) -> EmbedSummary:
     ``CheckpointError`` on an unusable model."""
     if opts.long_clips not in ("truncate", "window"):
         raise InputError(f"--long-clips {opts.long_clips!r}: expected truncate or window")
+    try:
+        embedding_store.check_npy_name(opts.npy_name)
+    except ValueError as e:
+        raise InputError(f"--{e}") from None
     items = list_items(opts.input, opts.texts, opts.path_column, opts.id_column, opts.text_column)
     spec_fields = model_spec(opts.model)
     todo = pending(items, opts, spec_fields)
     run_id = time.strftime("%Y%m%dT%H%M%S", time.gmtime()) + "-" + uuid.uuid4().hex[:6]
-    spec = RunSpec(**spec_fields, output=opts.output, run_id=run_id, npy_dir=opts.npy_dir,
+    spec = RunSpec(**spec_fields, output=opts.output, run_id=run_id, npy_dir=opts.npy_dir, npy_name=opts.npy_name,
                    poses_dir=opts.poses_dir, flip=opts.flip, anonymized=opts.anonymized,
                    long_clips=opts.long_clips, window_stride=opts.window_stride, precision=opts.precision,
                    max_batch_size=opts.batch_size, max_batch_frames=opts.max_batch_frames)
@@ -207,7 +211,7 @@ def run(opts: EmbedOptions) -> EmbedSummary:
                            resources={})
     if todo:
         log.info("%d items to embed (%d already in %s)", len(todo), summary.skipped, opts.output)
-        _init_ray(opts.ray_address)
+        _init_ray(opts.address)
         res = _resources(opts, todo)
         log.info("stages: %s; up to %s frames per forward pass", res,
                  opts.max_batch_frames or "the embedder's default for the device")
@@ -234,11 +238,14 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--model", required=True, help="native model directory (local or s3://)")
     p.add_argument("--input", help=".pose/video file, folder, glob, or manifest (.parquet/.csv); local or s3://")
     p.add_argument("--texts", help="text file with one prompt per line (embeds texts)")
-    p.add_argument("--output", required=True, help="embedding directory (local or s3://)")
+    contract.add_output(p, help="embedding directory (local or s3://)")
     p.add_argument("--path-column", default="path", help="manifest column of file paths (default: path)")
     p.add_argument("--id-column", default="id", help="manifest column of ids (default: id)")
     p.add_argument("--text-column", help="embed the prompts of this manifest column instead of files")
-    p.add_argument("--npy-dir", help="also write one <id>.npy of shape (E,) per item here")
+    p.add_argument("--npy-dir", help="also write one .npy of shape (E,) per item here")
+    p.add_argument("--npy-name", default=embedding_store.NPY_NAME,
+                   help="the .npy files' name, from {id} and {model} (the model's name); default {id}.npy; "
+                        "pose-evaluation reads '{id}-using-model-{model}.npy'")
     p.add_argument("--poses-dir", help="where poses extracted from videos go (default: OUTPUT/poses)")
     p.add_argument("--holistic", help="MediaPipe Holistic options for videos, e.g. 'model_complexity=1'")
     p.add_argument("--flip", action="store_true", help="test-time flip of left-handed clips (paper E8)")
@@ -259,12 +266,15 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--shard-rows", type=int, default=256, help="rows per output shard (default 256)")
     p.add_argument("--rows-per-block", type=int, default=16, help="items per featurising task (default 16)")
     p.add_argument("--retry-failed", action="store_true", help="re-embed ids whose earlier row failed")
-    p.add_argument("--ray-address", help="Ray cluster address (default: RAY_ADDRESS or a local cluster)")
+    contract.add_address(p, old="--ray-address")
     return p
 
 
 def options(argv: list[str] | None = None) -> EmbedOptions:
-    args = vars(parser().parse_args(argv))
+    p = parser()
+    parsed = p.parse_args(argv)
+    contract.check_output(p, parsed)
+    args = vars(parsed)
     known = {f.name for f in fields(EmbedOptions)}
     return EmbedOptions(**{k: v for k, v in args.items() if k in known})
 
@@ -279,10 +289,10 @@ def main(argv: list[str] | None = None) -> int:
         summary = run(opts)
     except (InputError, CheckpointError) as e:
         print(f"error: {e}", file=sys.stderr)
-        return 2
+        return contract.EXIT_USAGE
     print(summary.line())
-    return 1 if summary.ok == 0 and summary.failed > 0 else 0
+    return contract.exit_code(summary.total_failed)
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    contract.command_line(main)

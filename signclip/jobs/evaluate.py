@@ -27,6 +27,7 @@ import numpy as np
 from signclip.evaluation import metrics, plots, report
 from signclip.io import embedding_store, storage
 from signclip.io.status import ItemStatus
+from signclip.jobs import contract
 from signclip.model.prompts import gloss_prompt
 from signclip.training.recipes import RECIPES, recipe
 
@@ -76,7 +77,7 @@ def parser() -> argparse.ArgumentParser:
     embed.add_argument("--actors", type=int, help="embedding actors (default: as `signclip embed`)")
     embed.add_argument("--path-column", default="path")
     embed.add_argument("--id-column", default="id")
-    embed.add_argument("--ray-address", help="Ray cluster address")
+    contract.add_address(embed, old="--ray-address")
     return p
 
 
@@ -87,7 +88,7 @@ def _embed_manifest(args: argparse.Namespace) -> str:
     summary = run(EmbedOptions(model=args.model, output=target, input=args.manifest, flip=args.flip,
                                anonymized=args.anonymized, long_clips=args.long_clips, precision=args.precision,
                                actors=args.actors, path_column=args.path_column, id_column=args.id_column,
-                               ray_address=args.ray_address))
+                               address=args.address))
     log.info("embedded: %s", summary.line())
     return target
 
@@ -152,6 +153,8 @@ def _write(output: str, results: dict[str, Any], clips: embedding_store.Corpus, 
            uniq: list[str], gold: np.ndarray, text_emb: np.ndarray) -> None:
     storage.makedirs(output)
     storage.write_bytes_atomic(storage.join(output, RESULTS_JSON), json.dumps(results, indent=2).encode())
+    contract.write_summary(output, {k: results[k] for k in ("n_clips", "n_texts", "failed_clips", "v2t", "t2v",
+                                                            "model", "model_hash", "embeddings") if k in results})
     storage.write_bytes_atomic(storage.join(output, RESULTS_CSV),
                                report.table_csv(report.results_table(results)))
     scores = metrics.similarity(text_emb, clips.embeddings)
@@ -173,18 +176,18 @@ def main(argv: list[str] | None = None) -> int:
     args = parser().parse_args(argv)
     if args.manifest and not args.model:
         print("error: --manifest needs --model", file=sys.stderr)
-        return 2
+        return contract.EXIT_USAGE
     try:
         results = run(args)
     except (InputError, CheckpointError, FileNotFoundError, ValueError) as e:
         print(f"error: {e}", file=sys.stderr)
-        return 2
+        return contract.EXIT_USAGE
     v2t, t2v = results["v2t"], results["t2v"]
     print(f"{results['n_clips']} clips, {results['n_texts']} prompts | video->text R@1 {v2t['R1']:.4f} "
           f"R@5 {v2t.get('R5', float('nan')):.4f} R@10 {v2t.get('R10', float('nan')):.4f} MedianR "
           f"{v2t['MedianR']:g} | text->video P@1 {t2v['P1']:.4f} | results in {args.output}")
-    return 0
+    return contract.exit_code(results["failed_clips"])
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    contract.command_line(main)

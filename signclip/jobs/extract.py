@@ -17,9 +17,9 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import dataclasses
 import logging
 import math
-import sys
 import time
 import warnings
 from collections.abc import Callable, Iterator
@@ -33,6 +33,7 @@ from signclip.extraction.holistic import HolisticConfig, HolisticRunner, parse_o
 from signclip.extraction.plan import plan
 from signclip.io import manifests, storage
 from signclip.io.status import ItemStatus
+from signclip.jobs import contract
 
 log = logging.getLogger("signclip.jobs.extract")
 
@@ -210,6 +211,8 @@ def run(config: ExtractConfig, on_row: Callable[[dict[str, Any]], None] | None =
     summary = ExtractSummary(videos=len(tasks), ok=counts[ItemStatus.OK], failed=counts[ItemStatus.FAILED],
                              skipped=counts[ItemStatus.SKIPPED], frames=frames,
                              seconds=time.perf_counter() - started, manifest_path=manifest_path)
+    contract.write_summary(config.output, {**dataclasses.asdict(summary),
+                                           "frames_per_second": round(summary.frames_per_second, 3) if summary.seconds > 0 else None})
     log.info("%s", summary)
     return summary
 
@@ -267,10 +270,10 @@ def main(argv: list[str] | None = None) -> int:
         summary = run(config)
     except (ValueError, FileNotFoundError) as e:
         log.error("%s", e)
-        return 2
+        return contract.EXIT_USAGE
     print(summary)
-    return 1 if summary.failed else 0
+    return contract.exit_code(summary.failed)
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    contract.command_line(main)

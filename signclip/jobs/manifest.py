@@ -27,6 +27,8 @@ import logging
 import sys
 from typing import Any
 
+from signclip.jobs import contract
+
 log = logging.getLogger("signclip.jobs.manifest")
 
 
@@ -36,7 +38,7 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("dataset", help="which dataset layout: spreadthesign, asl_citizen, sem_lex, wlasl, "
                                    "rwth_fingerspelling, asl_signs")
     p.add_argument("--root", required=True, help="the dataset's folder as published (local or s3://)")
-    p.add_argument("--out", required=True, help="folder for the manifests (local or s3://)")
+    contract.add_output(p, help="folder for the manifests (local or s3://)", old="--out")
     p.add_argument("--poses", help="folder of the .pose files (default: ROOT/poses, else ROOT)")
     p.add_argument("--clean-glosses", action="store_true",
                    help="merge gloss variants as the original did (asl_citizen: HOUSE2 -> house; "
@@ -160,7 +162,9 @@ def main(argv: list[str] | None = None) -> int:
 
     if not logging.getLogger().handlers:
         logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
-    args = parser().parse_args(argv)
+    p = parser()
+    args = p.parse_args(argv)
+    contract.check_output(p, args)
     try:
         build = adapter(args.dataset)
         options = adapter_options(build, args)
@@ -189,10 +193,10 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: {args.dataset}: none of the {len(df)} pose files the dataset lists exist "
               f"(e.g. {df['pose'].iloc[0]}); pass --poses DIR if they are elsewhere", file=sys.stderr)
         return 2
-    summary = write_outputs(df, args.out, csv=args.csv)
-    print_summary(args.dataset, args.out, summary)
+    summary = write_outputs(df, args.output, csv=args.csv)
+    print_summary(args.dataset, args.output, summary)
     return 0
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    contract.command_line(main)

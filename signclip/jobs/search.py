@@ -16,6 +16,8 @@ import logging
 import sys
 from dataclasses import asdict
 
+from signclip.jobs import contract
+
 
 def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="signclip search", description=__doc__.split("\n\n")[0],
@@ -54,4 +56,4 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    contract.command_line(main)

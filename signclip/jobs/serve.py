@@ -16,6 +16,7 @@ import time
 from typing import Any
 
 from signclip.api.settings import ServiceSettings, parse_models
+from signclip.jobs import contract
 from signclip.service import APP_NAME, make_app, read_serve_config
 
 log = logging.getLogger(__name__)
@@ -87,4 +88,4 @@ def _stop(signum: int, frame: Any) -> None:
 
 if __name__ == "__main__":
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    sys.exit(main())
+    contract.command_line(main)

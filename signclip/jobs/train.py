@@ -28,6 +28,7 @@ import numpy as np
 import pandas as pd
 
 from signclip.io import storage
+from signclip.jobs import contract
 from signclip.pose.augment import Augmentation
 from signclip.training.batching import plan_epoch
 from signclip.training.data import decode_frames, featurize_rows, row_blocks
@@ -43,7 +44,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--train", required=True, help="training manifest (Parquet/CSV, local or s3://)")
     p.add_argument("--val", required=True, help="validation manifest")
-    p.add_argument("--out", required=True, help="run directory (local or s3://); rerun to resume")
+    contract.add_output(p, help="run directory (local or s3://); rerun to resume", old="--out")
     p.add_argument("--recipe", choices=sorted(RECIPES), help="one of the paper's configurations: sets the "
                    "defaults of the options below (explicit options still win)")
     model = p.add_argument_group("model")
@@ -81,11 +82,12 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     ray_.add_argument("--keep-checkpoints", type=int, default=2)
     ray_.add_argument("--max-failures", type=int, default=3, help="worker-group restarts before giving up")
     ray_.add_argument("--address", help="Ray address (default: a local Ray, or the one already running)")
-    first = p.parse_args(argv)
-    if first.recipe:
-        p.set_defaults(**recipe(first.recipe).train_defaults())
-        return p.parse_args(argv)
-    return first
+    args = p.parse_args(argv)
+    if args.recipe:
+        p.set_defaults(**recipe(args.recipe).train_defaults())
+        args = p.parse_args(argv)
+    contract.check_output(p, args)
+    return args
 
 
 def train_config(args: argparse.Namespace) -> TrainConfig:
@@ -256,11 +258,12 @@ def check_inputs(pairs: pd.DataFrame, feature_set: str, data_cpus: float) -> tup
 
 def _feature_set(cfg: TrainConfig) -> str:
     import signclip
+    from signclip.model.checkpoint import read_config
 
     if cfg.feature_set:
         return cfg.feature_set
     if cfg.init:
-        return json.loads(storage.read_bytes(storage.join(cfg.init, "config.json")))["model"]["feature_set"]
+        return read_config(cfg.init).feature_set
     return signclip.preset(cfg.preset).feature_set
 
 
@@ -317,13 +320,13 @@ def main(argv: list[str] | None = None) -> int:
     train_ok, rejected = check_inputs(train_pairs, feature_set, args.data_cpus)
     val_ok, val_rejected = check_inputs(val_pairs, feature_set, args.data_cpus)
     rejected = pd.concat([rejected.assign(manifest="train"), val_rejected.assign(manifest="val")])
-    storage.makedirs(args.out)
-    storage.write_bytes_atomic(storage.join(args.out, "rejected.csv"), rejected.to_csv(index=False).encode())
+    storage.makedirs(args.output)
+    storage.write_bytes_atomic(storage.join(args.output, "rejected.csv"), rejected.to_csv(index=False).encode())
     for _, r in rejected.iterrows():
         log.warning("skipping %s: %s", r["pose"], r["error"])
     if len(train_ok) < cfg.global_batch_size or len(val_ok) == 0:
         print(f"error: {len(train_ok)} usable training rows (batch size {cfg.global_batch_size}) and "
-              f"{len(val_ok)} usable validation rows; see {storage.join(args.out, 'rejected.csv')}", file=sys.stderr)
+              f"{len(val_ok)} usable validation rows; see {storage.join(args.output, 'rejected.csv')}", file=sys.stderr)
         return 2
     kept = train_pairs.iloc[train_ok["row"].to_numpy()].reset_index(drop=True)
     try:  # the workers plan the same way: a plan that cannot be made fails here, before they start
@@ -336,7 +339,7 @@ def main(argv: list[str] | None = None) -> int:
     val_kept = val_pairs.iloc[val_ok["row"].to_numpy()].reset_index(drop=True)
     val_features = {"frames": val_ok["frames"].to_numpy(), "length": val_ok["length"].to_numpy()}
 
-    run_dir = args.out.rstrip("/")
+    run_dir = args.output.rstrip("/")
     storage_path, name = run_dir.rsplit("/", 1) if "/" in run_dir else (".", run_dir)
     if not storage.is_remote(storage_path):
         storage_path = os.path.abspath(storage_path)
@@ -359,12 +362,19 @@ def main(argv: list[str] | None = None) -> int:
     if history:
         write_curves(history, run_dir)
     last = history[-1] if history else {}
-    print(f"training finished in {time.perf_counter() - started:.0f}s: {last.get('step', 0)} steps, "
+    seconds = time.perf_counter() - started
+    checkpoint = result.checkpoint.path if result.checkpoint else None
+    contract.write_summary(run_dir, {"steps": last.get("step", 0), "epochs": last.get("epoch", 0),
+                                     "val_loss": last.get("val_loss"), "val_R@1": last.get("val_R@1"),
+                                     "seconds": round(seconds, 3), "rows": len(train_pairs) + len(val_pairs),
+                                     "rejected": len(rejected), "latest_checkpoint": checkpoint,
+                                     "best": storage.join(run_dir, "best")})
+    print(f"training finished in {seconds:.0f}s: {last.get('step', 0)} steps, "
           f"val loss {last.get('val_loss', float('nan')):.4f}, val R@1 {last.get('val_R@1', float('nan')):.3f}; "
-          f"latest checkpoint {result.checkpoint.path if result.checkpoint else None}, best model "
-          f"{storage.join(run_dir, 'best')}, {len(rejected)} inputs rejected")
-    return 0
+          f"latest checkpoint {checkpoint}, best model {storage.join(run_dir, 'best')}, "
+          f"{len(rejected)} inputs rejected")
+    return contract.exit_code(len(rejected))
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    contract.command_line(main)

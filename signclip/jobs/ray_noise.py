@@ -1,0 +1,71 @@
+"""Drops the lines Ray's C++ core prints at error level on every healthy run, and nothing else.
+
+Ray Data creates every actor of an actor pool with its map transformer and data context ``ray.put`` into the
+object store (``MapOperator._map_transformer_ref`` / ``_data_context_ref`` in Ray 2.60) and with
+``max_restarts=-1`` (its fault tolerance, which the jobs rely on to survive a lost node). Ray's core worker then
+logs, at level E, that such an actor "has constructor arguments in the object store and max_restarts > 0"
+(ray-project/ray#53727) once per actor. No argument of ours can avoid it short of disabling restarts, and the
+line is written by C++ straight to file descriptor 2, so this filter sits on that descriptor in the driver: every
+other byte passes through unchanged.
+"""
+
+from __future__ import annotations
+
+import atexit
+import contextlib
+import os
+import re
+import sys
+import threading
+
+KNOWN_LINES = (
+    re.compile(rb"core_worker\.cc:\d+: Actor with class name: '[^']*' and ID: '[0-9a-f]+' has constructor "
+               rb"arguments in the object store and max_restarts > 0\."),
+)
+
+
+_installed = False
+_SENTINEL = b"\x00signclip-stderr-drained\x00"
+
+
+def filter_ray_noise(patterns: tuple[re.Pattern[bytes], ...] = KNOWN_LINES) -> None:
+    """From now on, lines this process writes to fd 2 that match ``patterns`` are dropped; the rest is copied
+    as is. Installed once per process, by the command-line entry points only (before Ray starts); at exit
+    everything written is copied out before the interpreter goes."""
+    global _installed
+    if _installed:
+        return
+    try:
+        sys.stderr.flush()
+        original = os.dup(2)
+    except (OSError, ValueError):  # no usable stderr (a closed descriptor): nothing to filter
+        return
+    read_end, write_end = os.pipe()
+    os.dup2(write_end, 2)
+    os.close(write_end)
+    drained = threading.Event()
+
+    def pump() -> None:
+        pending = b""
+        with os.fdopen(read_end, "rb", buffering=0) as source:
+            while chunk := source.read(65536):
+                lines = (pending + chunk).split(b"\n")
+                pending = lines.pop()
+                kept = []
+                for line in lines:
+                    if line == _SENTINEL:
+                        drained.set()
+                    elif not any(p.search(line) for p in patterns):
+                        kept.append(line + b"\n")
+                if kept:
+                    os.write(original, b"".join(kept))
+
+    def drain() -> None:
+        with contextlib.suppress(OSError, ValueError):
+            sys.stderr.flush()
+            os.write(2, _SENTINEL + b"\n")
+            drained.wait(timeout=5)
+
+    threading.Thread(target=pump, name="signclip-stderr-filter", daemon=True).start()
+    atexit.register(drain)
+    _installed = True

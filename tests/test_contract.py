@@ -1,0 +1,62 @@
+"""The job contract: the same flags and exit codes in every job, and Ray's known error-level noise filtered."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import textwrap
+
+import pytest
+
+from signclip.jobs import contract
+
+
+def test_every_job_takes_address_and_output_and_the_old_spellings_still_work(caplog):
+    from signclip.jobs import embed, evaluate, manifest, train
+
+    opts = embed.options(["--model", "m", "--input", "i", "--output", "o", "--address", "ray://h:10001"])
+    assert (opts.output, opts.address) == ("o", "ray://h:10001")
+    with caplog.at_level("WARNING"):
+        opts = embed.options(["--model", "m", "--input", "i", "--output", "o", "--ray-address", "auto"])
+    assert opts.address == "auto" and "--ray-address is deprecated: use --address" in caplog.text
+    args = evaluate.parser().parse_args(["--embeddings", "e", "--output", "o", "--ray-address", "auto"])
+    assert args.address == "auto"
+    with caplog.at_level("WARNING"):
+        args = train.parse_args(["--train", "t", "--val", "v", "--out", "runs/x", "--address", "auto"])
+    assert (args.output, args.address) == ("runs/x", "auto") and "--out is deprecated: use --output" in caplog.text
+    assert train.parse_args(["--train", "t", "--val", "v", "--output", "runs/y"]).output == "runs/y"
+    p = manifest.parser()
+    assert p.parse_args(["asl_citizen", "--root", "r", "--out", "d"]).output == "d"
+
+
+@pytest.mark.parametrize("argv", [["--train", "t", "--val", "v"], ["--model", "m", "--input", "i"]])
+def test_a_missing_output_is_a_usage_error(argv, capsys):
+    from signclip.jobs import embed, train
+
+    with pytest.raises(SystemExit) as info:
+        (train.parse_args if argv[0] == "--train" else embed.options)(argv)
+    assert info.value.code == contract.EXIT_USAGE and "--output" in capsys.readouterr().err
+
+
+def test_exit_codes():
+    assert (contract.exit_code(0), contract.exit_code(3)) == (contract.EXIT_OK, contract.EXIT_ITEMS_FAILED) == (0, 1)
+    assert contract.EXIT_USAGE == 2
+
+
+def test_ray_noise_filter_drops_exactly_the_known_line():
+    code = textwrap.dedent("""
+        import os, sys
+        from signclip.jobs.ray_noise import filter_ray_noise
+        filter_ray_noise()
+        os.write(2, b"[2026-12-01 22:07:20,609 E 1 1] core_worker.cc:2465: Actor with class name: "
+                    b"'MapWorker(MapBatches(EmbedActor))' and ID: 'a03127c62540befe7642cc7f01000000' has constructor "
+                    b"arguments in the object store and max_restarts > 0. If the arguments ... 53727 for details.\\n")
+        os.write(2, b"[2026-12-01 22:07:20,610 E 1 1] core_worker.cc:99: something else went wrong\\n")
+        print("a python warning", file=sys.stderr)
+        raise SystemExit("the last words")
+    """)
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert done.returncode == 1
+    assert "constructor arguments" not in done.stderr
+    assert "something else went wrong" in done.stderr and "a python warning" in done.stderr
+    assert done.stderr.rstrip().endswith("the last words")
