@@ -4,9 +4,15 @@
 # custom resource naming it (node_1, node_2, ...). Everything binds 127.0.0.1. Jobs submitted to it
 # (`signclip submit ...`) spread their tasks over the worker nodes like on a real cluster.
 #
-#   cluster/local_cluster.sh start [--workers N] [--cpus-per-node C] [options]   # prints address + dashboard
+# With --isolated, each worker node runs in a mount namespace of its own (unshare, as root) with private,
+# empty /tmp, $HOME/.cache and /dev/shm: like the pods of a real cluster, nodes share no disk, so a path one
+# node (or the driver) wrote means nothing on another; share data through object storage (S3). Where mount
+# namespaces are not available, the script says so and starts worker nodes that share this machine's disk.
+#
+#   cluster/local_cluster.sh start [--workers N] [--cpus-per-node C] [--isolated] [options]   # prints addresses
 #   cluster/local_cluster.sh status [--temp-dir DIR]
-#   cluster/local_cluster.sh stop [--temp-dir DIR]                               # stops this cluster only
+#   cluster/local_cluster.sh kill-node K [--temp-dir DIR]        # SIGKILL worker node K whole (a lost node)
+#   cluster/local_cluster.sh stop [--temp-dir DIR]               # stops this cluster only
 #
 # Options (start):
 #   --workers N          worker nodes (default 2)
@@ -16,8 +22,10 @@
 #                        worker processes P+1000 and up (100 per node)
 #   --dashboard-port P   dashboard and job API (default 8265)
 #   --object-store-mb M  object store per node in MiB (default 256; spills to disk beyond)
+#   --isolated           worker nodes share no disk with each other or with this machine (see above)
 #   --temp-dir DIR       where the nodes keep sessions and logs (default: $SIGNCLIP_CLUSTER_DIR, else
-#                        $TMPDIR/signclip-ray-<uid>); `stop` and `status` find the cluster through it
+#                        $TMPDIR/signclip-ray-<uid>); `stop` and `status` find the cluster through it. An
+#                        isolated node sees its own folder of it as /tmp/ray; its logs stay readable here.
 # Options (stop):
 #   --grace S            seconds the processes get to exit after SIGTERM before SIGKILL (default 10)
 #
@@ -60,6 +68,12 @@ PORT_BASE=26500
 DASHBOARD_PORT=8265
 OBJECT_STORE_MB=256
 GRACE=10
+ISOLATED=0
+KILL_NODE=""
+if [[ "$cmd" == kill-node ]]; then
+    KILL_NODE="${1:-}"; shift || true
+    [[ "$KILL_NODE" =~ ^[1-9][0-9]*$ ]] || { echo "error: kill-node needs a worker node number (1, 2, ...)" >&2; exit 2; }
+fi
 TEMP_DIR="${SIGNCLIP_CLUSTER_DIR:-${TMPDIR:-/tmp}/signclip-ray-$(id -u)}"
 while [[ $# -gt 0 ]]; do
     case "$1" in
@@ -70,6 +84,7 @@ while [[ $# -gt 0 ]]; do
         --dashboard-port) DASHBOARD_PORT="$2"; shift 2 ;;
         --object-store-mb) OBJECT_STORE_MB="$2"; shift 2 ;;
         --temp-dir) TEMP_DIR="$2"; shift 2 ;;
+        --isolated) ISOLATED=1; shift ;;
         --grace) GRACE="$2"; shift 2 ;;
         -h|--help) usage 0 ;;
         *) echo "error: unknown option $1" >&2; usage 2 ;;
@@ -132,6 +147,39 @@ start_node() {
         tail -n 20 "$log" >&2
         return 1
     fi
+}
+
+# The same, inside a mount namespace of its own: private /tmp (its Ray folder bound in from DIR), $HOME/.cache
+# and /dev/shm. Everything else of the machine (the interpreter, the network) is shared, as the image and the
+# network of a real cluster's pods are.
+start_isolated_node() {
+    local log="$1" dir="$2"; shift 2
+    mkdir -p "$dir" "$HOME/.cache"
+    setsid unshare --mount --propagation private -- bash -c '
+        set -e
+        dir="$1"; shift
+        mount --bind "$dir" "$HOME/.cache"  # parked there while /tmp (which may hold it) is replaced
+        mount -t tmpfs -o mode=1777 tmpfs /tmp
+        mkdir -p /tmp/ray
+        mount --bind "$HOME/.cache" /tmp/ray
+        umount "$HOME/.cache"
+        mount -t tmpfs tmpfs "$HOME/.cache"
+        mount -t tmpfs -o mode=1777 tmpfs /dev/shm
+        unset TMPDIR
+        exec "$@"' isolated-node "$dir" "$RAY" start --node-ip-address=127.0.0.1 --disable-usage-stats \
+        --object-store-memory=$((OBJECT_STORE_MB * 1024 * 1024)) --temp-dir=/tmp/ray "$@" >>"$log" 2>&1 &
+    local pid=$!
+    echo "$pid" >> "$SESSIONS"
+    if ! wait "$pid"; then
+        echo "error: ray start (isolated) failed; see $log" >&2
+        tail -n 20 "$log" >&2
+        return 1
+    fi
+}
+
+namespaces_work() {  # root, and a kernel that lets us mount in a private mount namespace
+    mkdir -p "$HOME/.cache"
+    unshare --mount --propagation private -- mount -t tmpfs tmpfs "$HOME/.cache" >/dev/null 2>&1
 }
 
 node_ports() {  # node index -> ray start options for its ports
@@ -220,10 +268,21 @@ start)
     start_node "$LOG" --head --port="$PORT_BASE" --num-cpus="$HEAD_CPUS" --num-gpus=0 \
         --include-dashboard=true --dashboard-host=127.0.0.1 --dashboard-port="$DASHBOARD_PORT" \
         --ray-client-server-port=$((PORT_BASE + 1)) --temp-dir="$TEMP_DIR/head" $(node_ports 0)
+    if (( ISOLATED )) && ! namespaces_work; then
+        echo "warning: --isolated needs mount namespaces (root and unshare --mount); they are not available" \
+             "here, so the worker nodes share this machine's disk (paths may leak between nodes)" >&2
+        ISOLATED=0
+    fi
     for k in $(seq 1 "$WORKERS"); do
-        # shellcheck disable=SC2046
-        start_node "$LOG" --address="$ADDRESS" --num-cpus="$CPUS" --num-gpus=0 \
-            --resources="{\"node_$k\": 1}" --temp-dir="$TEMP_DIR/node_$k" $(node_ports "$k")
+        if (( ISOLATED )); then
+            # shellcheck disable=SC2046
+            start_isolated_node "$LOG" "$TEMP_DIR/node_$k" --address="$ADDRESS" --num-cpus="$CPUS" --num-gpus=0 \
+                --resources="{\"node_$k\": 1}" $(node_ports "$k")
+        else
+            # shellcheck disable=SC2046
+            start_node "$LOG" --address="$ADDRESS" --num-cpus="$CPUS" --num-gpus=0 \
+                --resources="{\"node_$k\": 1}" --temp-dir="$TEMP_DIR/node_$k" $(node_ports "$k")
+        fi
     done
     wait_ready
     trap - ERR
@@ -232,9 +291,11 @@ start)
         echo "dashboard=$DASHBOARD"
         echo "workers=$WORKERS"
         echo "cpus_per_node=$CPUS"
+        echo "isolated=$ISOLATED"
         echo "temp_dir=$TEMP_DIR"
     } > "$STATE"
-    echo "Ray cluster up: head (0 task CPUs unless --head-cpus) + $WORKERS worker nodes x $CPUS CPU (node_1..node_$WORKERS)"
+    echo "Ray cluster up: head (0 task CPUs unless --head-cpus) + $WORKERS worker nodes x $CPUS CPU" \
+         "(node_1..node_$WORKERS)$( (( ISOLATED )) && echo ", each in its own mount namespace")"
     cat "$STATE"
     echo "submit jobs with: signclip submit JOB ... --address $DASHBOARD"
     echo "stop it with:     $0 stop --temp-dir $TEMP_DIR"
@@ -246,6 +307,16 @@ status)
         echo "no cluster of $TEMP_DIR is running"
         exit 1
     fi
+    ;;
+kill-node)
+    [[ -f "$SESSIONS" ]] || { echo "error: no cluster of $TEMP_DIR is running" >&2; exit 1; }
+    sid="$(sed -n "$((KILL_NODE + 1))p" "$SESSIONS")"  # line 1 is the head's session
+    [[ -n "$sid" ]] || { echo "error: the cluster of $TEMP_DIR has no worker node $KILL_NODE" >&2; exit 2; }
+    pids="$(ps -eo pid=,sid= | awk -v s="$sid" '$2 == s { print $1 }')"
+    [[ -n "$pids" ]] || { echo "worker node $KILL_NODE has no process left"; exit 0; }
+    # shellcheck disable=SC2086
+    kill -KILL $pids 2>/dev/null || true
+    echo "killed worker node $KILL_NODE: $(echo $pids | wc -w) processes (raylet, workers and agents)"
     ;;
 stop)
     do_stop

@@ -25,10 +25,12 @@ class FakeJobs:
         self.jobs: dict[str, SimpleNamespace] = {}
         self.submitted: list[dict[str, Any]] = []
         self.outcome = outcome
+        self.exit_code: int | None = None  # the job driver's exit code when it ends (None: unknown)
         self.raise_exists = False
 
     def add(self, submission_id: str, status: JobStatus) -> None:
-        self.jobs[submission_id] = SimpleNamespace(submission_id=submission_id, status=status, message="")
+        self.jobs[submission_id] = SimpleNamespace(submission_id=submission_id, status=status, message="",
+                                                   driver_exit_code=None)
 
     def list_jobs(self) -> list[SimpleNamespace]:
         return list(self.jobs.values())
@@ -48,6 +50,7 @@ class FakeJobs:
         if not job.status.is_terminal():
             job.status = self.outcome
             job.message = f"Job finished with {self.outcome.value}"
+            job.driver_exit_code = self.exit_code
 
     def get_job_status(self, job_id: str) -> JobStatus:
         return self.jobs[job_id].status
@@ -115,6 +118,13 @@ def test_failed_job_gets_a_new_attempt_and_failure_exits_1(jobs, capsys, tmp_pat
     assert jobs.submitted[0]["metadata"]["signclip.attempt"] == "3" and "FAILED" in err
     jobs.outcome = JobStatus.STOPPED
     assert run(["extract", *ARGS, "--working-dir", str(tmp_path)], capsys)[0] == 1
+
+
+@pytest.mark.parametrize("code", [1, 2])
+def test_a_failed_job_exits_with_the_jobs_own_code(jobs, capsys, tmp_path, code):
+    """The job contract reaches the caller through submit: 1 some items failed, 2 a usage error."""
+    jobs.outcome, jobs.exit_code = JobStatus.FAILED, code
+    assert run(["embed", *ARGS, "--working-dir", str(tmp_path)], capsys)[0] == code
 
 
 def test_no_wait_prints_the_id(jobs, capsys, tmp_path):

@@ -12,8 +12,8 @@ Ray Data streams blocks through the stages, so memory stays bounded whatever the
 Output layout: see :mod:`signclip.io.embedding_store`. A rerun skips the ids already written (failed ones
 too, unless ``--retry-failed``). Bad inputs (unreadable or non-Holistic poses, zero frames, missing
 files) give ``failed`` rows with the reason; clips over the model's 256 frames follow ``--long-clips``
-and are recorded (``frames``, ``long_clip``, ``segments``). Exit codes: 0 done, 1 every item failed,
-2 bad arguments / empty input / unusable model.
+and are recorded (``frames``, ``long_clip``, ``segments``). Exit codes (:mod:`signclip.jobs.contract`): 0 every
+item ok or skipped, 1 some failed in this run, 2 bad arguments / empty input / unusable model.
 """
 
 from __future__ import annotations
@@ -291,7 +291,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: {e}", file=sys.stderr)
         return contract.EXIT_USAGE
     print(summary.line())
-    return contract.exit_code(summary.total_failed)
+    return contract.exit_code(summary.failed)
 
 
 if __name__ == "__main__":

@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import ipaddress
 import logging
+import os
 import signal
 import sys
 import time
@@ -17,6 +18,7 @@ from typing import Any
 
 from signclip.api.settings import ServiceSettings, parse_models
 from signclip.jobs import contract
+from signclip.jobs.submit import parse_env
 from signclip.service import APP_NAME, make_app, read_serve_config
 
 log = logging.getLogger(__name__)
@@ -25,13 +27,19 @@ log = logging.getLogger(__name__)
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="signclip serve", description=__doc__.splitlines()[0],
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--model", action="append", default=[], metavar="NAME=DIR",
-                        help="a model to serve (repeatable); overrides the config's models")
+    parser.add_argument("--model", action="append", default=[], metavar="NAME=DIR|URL",
+                        help="a model to serve (repeatable), a directory or s3://...; overrides the config's models")
     parser.add_argument("--config", help="a Serve config YAML (cluster/serve.yaml): models, limits, scaling")
     parser.add_argument("--app-name", default=None, help="which application of --config (default: the first)")
     parser.add_argument("--host", default=None, help="address to bind (default 127.0.0.1, local only)")
     parser.add_argument("--port", type=int, default=None, help="HTTP port (default 8000)")
     parser.add_argument("--address", default=None, help="Ray cluster address (default: start a local Ray)")
+    parser.add_argument("--proxy-location", choices=("HeadOnly", "EveryNode", "Disabled"), default=None,
+                        help="where Serve runs HTTP proxies (default: the config's, else HeadOnly; EveryNode "
+                             "behind a load balancer on a real cluster)")
+    parser.add_argument("--env", action="append", default=[], metavar="K=V|K|PATTERN",
+                        help="environment variable for the replicas on a cluster (as `signclip submit --env`), "
+                             "e.g. 'AWS_*' when the nodes have no S3 credentials of their own")
     parser.add_argument("--num-cpus", type=int, default=None, help="CPUs of the local Ray (default: all)")
     parser.add_argument("--no-video", action="store_true", help="do not deploy video extraction")
     parser.add_argument("--cors-origin", action="append", default=[], help="an allowed browser origin (repeatable)")
@@ -49,6 +57,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     try:
         app_args, options, http = read_serve_config(args.config, args.app_name) if args.config else ({}, {}, {})
+        config_proxy = http.pop("proxy_location", None)
         if args.model:
             app_args["models"] = parse_models(args.model)
         if args.no_video:
@@ -63,11 +72,18 @@ def main(argv: list[str] | None = None) -> int:
     port = args.port or int(http.get("port") or 8000)
     if not _is_loopback(host) and not settings.api_token():
         log.warning("binding %s without a token: set %s to require one", host, settings.api_token_env)
+    try:
+        env = parse_env(args.env, os.environ)
+    except ValueError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
     import ray
     from ray import serve
 
-    ray.init(address=args.address, num_cpus=args.num_cpus if args.address is None else None)
-    serve.start(http_options={"host": host, "port": port})
+    ray.init(address=args.address, num_cpus=args.num_cpus if args.address is None else None,
+             runtime_env={"env_vars": env} if env else None)
+    serve.start(http_options={"host": host, "port": port},
+                proxy_location=args.proxy_location or config_proxy or "HeadOnly")
     serve.run(make_app(settings, options), name=args.app_name or APP_NAME, route_prefix="/")
     log.info("serving %s on http://%s:%d (Ctrl-C or SIGTERM to stop)", sorted(settings.models), host, port)
     signal.signal(signal.SIGTERM, _stop)

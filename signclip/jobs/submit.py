@@ -21,8 +21,9 @@ Environment variables reach the job (its driver and every task and actor) only w
 stored in the job's runtime environment, which anyone with access to the dashboard can read: on a shared
 cluster give the nodes their own credentials (instance profile, Kubernetes secret) instead.
 
-Exit status: 0 the job succeeded (or was submitted / found, with ``--no-wait``), 1 it failed or was
-stopped, 2 bad arguments or an unreachable cluster, 130 interrupted (the job keeps running).
+Exit status: 0 the job succeeded (or was submitted / found, with ``--no-wait``); when it failed, the job's own
+code (1: some items failed, 2: a usage error; see :mod:`signclip.jobs.contract`), 1 when it was stopped or its
+code is unknown; 2 bad arguments or an unreachable cluster; 130 interrupted (the job keeps running).
 """
 
 from __future__ import annotations
@@ -332,9 +333,13 @@ def main(argv: list[str] | None = None) -> int:
         print(f"\n[signclip submit] {job_id} keeps running on the cluster: run the same command to follow it "
               f"again, `ray job stop {job_id}` to stop it", file=sys.stderr)
         return 130
-    message = client.get_job_info(job_id).message or ""
+    info = client.get_job_info(job_id)
+    message = info.message or ""
     print(f"[signclip submit] {job_id} {status.value}{': ' + message if message else ''}", file=sys.stderr)
-    return 0 if status == JobStatus.SUCCEEDED else 1
+    if status == JobStatus.SUCCEEDED:
+        return 0
+    # the job's own code (1: some items failed, 2: usage), so that scripts read the job contract through submit
+    return info.driver_exit_code if info.driver_exit_code in (1, 2) else 1
 
 
 if __name__ == "__main__":

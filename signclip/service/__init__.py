@@ -58,7 +58,8 @@ def __getattr__(name: str) -> Any:
 
 def read_serve_config(path: str, app_name: str | None = None) -> tuple[dict[str, Any], dict[str, dict[str, Any]],
                                                                         dict[str, Any]]:
-    """(app args, deployment options by name, http_options) of one application of a Serve config YAML."""
+    """(app args, deployment options by name, http_options) of one application of a Serve config YAML; the
+    config's top-level ``proxy_location`` is given with the http options."""
     import yaml
 
     with open(path, encoding="utf-8") as f:
@@ -69,4 +70,7 @@ def read_serve_config(path: str, app_name: str | None = None) -> tuple[dict[str,
         raise ValueError(f"{path}: no application{f' named {app_name!r}' if app_name else ''}")
     app = chosen[0]
     deployments = {d["name"]: {k: v for k, v in d.items() if k != "name"} for d in app.get("deployments") or []}
-    return dict(app.get("args") or {}), deployments, dict(config.get("http_options") or {})
+    http = dict(config.get("http_options") or {})
+    if config.get("proxy_location"):
+        http["proxy_location"] = config["proxy_location"]
+    return dict(app.get("args") or {}), deployments, http
