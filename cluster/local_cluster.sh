@@ -12,6 +12,7 @@
 #   cluster/local_cluster.sh start [--workers N] [--cpus-per-node C] [--isolated] [options]   # prints addresses
 #   cluster/local_cluster.sh status [--temp-dir DIR]
 #   cluster/local_cluster.sh kill-node K [--temp-dir DIR]        # SIGKILL worker node K whole (a lost node)
+#   cluster/local_cluster.sh add-node [--temp-dir DIR]           # one more worker node, like the others
 #   cluster/local_cluster.sh stop [--temp-dir DIR]               # stops this cluster only
 #
 # Options (start):
@@ -190,8 +191,27 @@ node_ports() {  # node index -> ray start options for its ports
          "--runtime-env-agent-port=$((b + 7)) --min-worker-port=$w --max-worker-port=$((w + 99))"
 }
 
-wait_ready() {  # until the job API answers and every node is alive
-    "$PY" - "$DASHBOARD" "$((WORKERS + 1))" <<'EOF'
+wait_node() {  # until the node offering resource $1 is alive
+    "$PY" - "$DASHBOARD" "$1" <<'EOF'
+import sys, time
+from ray.util.state import list_nodes
+dashboard, resource = sys.argv[1], sys.argv[2]
+deadline = time.monotonic() + 120
+while True:
+    try:
+        if any(n.state == "ALIVE" and resource in n.resources_total for n in list_nodes(address=dashboard)):
+            sys.exit(0)
+    except Exception:  # the state API may not answer for a moment
+        pass
+    if time.monotonic() > deadline:
+        print(f"error: no live node with {resource} after 120 s", file=sys.stderr)
+        sys.exit(1)
+    time.sleep(1)
+EOF
+}
+
+wait_ready() {  # until the job API answers and $1 nodes are alive
+    "$PY" - "$DASHBOARD" "$1" <<'EOF'
 import json, sys, time, urllib.request
 dashboard, want = sys.argv[1], int(sys.argv[2])
 deadline = time.monotonic() + 120
@@ -284,7 +304,7 @@ start)
                 --resources="{\"node_$k\": 1}" --temp-dir="$TEMP_DIR/node_$k" $(node_ports "$k")
         fi
     done
-    wait_ready
+    wait_ready "$((WORKERS + 1))"
     trap - ERR
     {
         echo "address=$ADDRESS"
@@ -292,6 +312,8 @@ start)
         echo "workers=$WORKERS"
         echo "cpus_per_node=$CPUS"
         echo "isolated=$ISOLATED"
+        echo "port_base=$PORT_BASE"
+        echo "object_store_mb=$OBJECT_STORE_MB"
         echo "temp_dir=$TEMP_DIR"
     } > "$STATE"
     echo "Ray cluster up: head (0 task CPUs unless --head-cpus) + $WORKERS worker nodes x $CPUS CPU" \
@@ -307,6 +329,29 @@ status)
         echo "no cluster of $TEMP_DIR is running"
         exit 1
     fi
+    ;;
+add-node)
+    { [[ -f "$STATE" ]] && alive; } || { echo "error: no cluster of $TEMP_DIR is running" >&2; exit 1; }
+    state() { sed -n "s/^$1=//p" "$STATE"; }
+    WORKERS="$(state workers)"; CPUS="$(state cpus_per_node)"; ISOLATED="$(state isolated)"
+    PORT_BASE="$(state port_base)"; OBJECT_STORE_MB="$(state object_store_mb)"
+    DASHBOARD="$(state dashboard)"; ADDRESS="$(state address)"
+    k=$((WORKERS + 1))
+    (( PORT_BASE + 1000 + 100 * (k + 1) <= 65535 )) || { echo "error: no ports left for node $k" >&2; exit 2; }
+    ports=(); for j in 2 3 4 5 6 7; do ports+=("$((PORT_BASE + 10 * k + j))"); done
+    ports_free "${ports[@]}" || exit 1
+    if (( ISOLATED )); then
+        # shellcheck disable=SC2046
+        start_isolated_node "$TEMP_DIR/start.log" "$TEMP_DIR/node_$k" --address="$ADDRESS" --num-cpus="$CPUS" \
+            --num-gpus=0 --resources="{\"node_$k\": 1}" $(node_ports "$k")
+    else
+        # shellcheck disable=SC2046
+        start_node "$TEMP_DIR/start.log" --address="$ADDRESS" --num-cpus="$CPUS" --num-gpus=0 \
+            --resources="{\"node_$k\": 1}" --temp-dir="$TEMP_DIR/node_$k" $(node_ports "$k")
+    fi
+    wait_node "node_$k"
+    sed -i "s/^workers=.*/workers=$k/" "$STATE"
+    echo "added worker node $k (node_$k) x $CPUS CPU"
     ;;
 kill-node)
     [[ -f "$SESSIONS" ]] || { echo "error: no cluster of $TEMP_DIR is running" >&2; exit 1; }

@@ -160,7 +160,7 @@ def test_video_input_runs_extraction_in_the_same_pipeline(ray_local, videos_dir,
     m = manifest_csv(tmp_path / "v.csv", [{"id": "sample", "path": str(videos_dir / "sample_video.mp4")},
                                           {"id": "broken", "path": str(broken)}])
     out = tmp_path / "emb"
-    assert embed.main(["--model", str(model_dir), "--input", str(m), "--output", str(out)]) == 0
+    assert embed.main(["--model", str(model_dir), "--input", str(m), "--output", str(out)]) == 1  # broken: failed
     rows = shard_rows(str(out)).set_index("id")
     assert rows.loc["broken", "status"] == "failed" and rows.loc["broken", "error"].startswith("video -> pose:")
     pose = out / "poses" / "sample.pose"
@@ -194,3 +194,40 @@ def test_resume_after_a_killed_run_embeds_every_id_exactly_once(ray_local, poses
     assert summary.skipped == len(first) and summary.ok == n - len(first)
     ids = shard_rows(str(out))["id"]
     assert ids.is_unique and len(ids) == n
+
+
+def _embed_actor_pids() -> list[int]:
+    import psutil
+
+    return [p.pid for p in psutil.process_iter(["cmdline"])
+            if " ".join(p.info["cmdline"] or []).startswith("ray::MapWorker(MapBatches(EmbedActor))")]
+
+
+@pytest.mark.timeout(300)
+def test_items_of_a_killed_embedding_actor_are_embedded_again_once(ray_local, poses_dir, model_dir, tmp_path):
+    """An embedding actor killed mid-run (as when its node is lost): the run ends with every id ok, once."""
+    import threading
+
+    n = 60
+    rows = [{"id": f"clip-{i:03d}", "path": str(poses_dir / f"{list(LABELLED)[i % 4]}.pose")} for i in range(n)]
+    m, out = manifest_csv(tmp_path / "many.csv", rows), tmp_path / "emb"
+    killed: list[int] = []
+
+    def kill_an_actor() -> None:
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline and not killed:
+            if embedding_store.list_shards(str(out)) and (pids := _embed_actor_pids()):
+                os.kill(pids[0], signal.SIGKILL)
+                killed.append(pids[0])
+            time.sleep(0.05)
+
+    killer = threading.Thread(target=kill_an_actor, daemon=True)
+    killer.start()
+    summary = embed.run(embed.options(["--model", str(model_dir), "--input", str(m), "--output", str(out),
+                                       "--shard-rows", "2", "--batch-size", "2", "--rows-per-block", "2",
+                                       "--actors", "2"]))
+    killer.join(5)
+    assert killed, "no embedding actor was killed"
+    index = embedding_store.read_index(str(out))
+    assert sorted(index["id"]) == [r["id"] for r in rows] and set(index["status"]) == {"ok"}
+    assert summary.ok == n and summary.failed == 0

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
+import math
 import re
-
 from pathlib import Path
 
 import numpy as np
@@ -14,7 +14,7 @@ import pytest
 import signclip
 from signclip.embedding import items as embed_items
 from signclip.embedding.items import InputError
-from signclip.embedding.resources import AUTO_CPU_ACTORS, plan, ray_quantity
+from signclip.embedding.resources import AUTO_CPU_ACTORS, forward_share, plan, ray_quantity
 from signclip.embedding.stages import EmbedActor, RunSpec, featurize, model_spec, to_table, write_shard
 from signclip.io import embedding_store
 from tests.embed_helpers import LABELLED, bad_inputs, manifest_csv, tiny_model
@@ -90,42 +90,69 @@ def test_unusable_inputs_raise_input_error(tmp_path, poses_dir, case):
 
 # --- resources ---------------------------------------------------------------------------------------
 
-@pytest.mark.parametrize("cpus,actors,videos", [(2, 1, False), (2, 2, False), (2, 1, True), (16, 3, True),
-                                                (1, 1, False), (2, None, True), (64, None, False)])
-def test_every_stage_fits_beside_the_actors(cpus, actors, videos):
-    r = plan(cpus, 0, actors, videos=videos)
-    held = r.actors * r.actor_cpus + r.extract_actors * r.extract_cpus
-    assert held < cpus, "the actors must leave CPU for the task stages"
-    assert held + r.feature_cpus + r.writer_cpus <= cpus + 1e-9
+@pytest.mark.parametrize("nodes,actors,videos", [([2], 1, False), ([2], 2, False), ([2], 1, True), ([16], 3, True),
+                                                 ([1], 1, False), ([2], None, True), ([64], None, False),
+                                                 ([1, 1], 2, False), ([1, 1], None, True), ([4, 4, 4], 5, True)])
+def test_every_stage_fits_beside_the_actors_on_every_node(nodes, actors, videos):
+    """Stages are spread over the nodes: what the busiest node hosts of each must fit on it."""
+    r = plan(nodes, 0, actors, videos=videos)
+    n = len(nodes)
+    held = sum(math.ceil(count / n) * cpus for count, cpus in (
+        (r.actors, r.actor_cpus), (r.feature_tasks, r.feature_cpus), (r.writer_tasks, r.writer_cpus),
+        (r.extract_actors, r.extract_cpus)))
+    assert held <= min(nodes) + 1e-9, r
     assert min(r.actor_cpus, r.feature_cpus, r.writer_cpus) > 0 and r.device == "cpu"
+    assert r.feature_tasks >= 1 and r.writer_tasks >= 1 and (r.extract_actors >= 1) == videos
     for q in (r.actor_cpus, r.feature_cpus, r.writer_cpus, r.extract_cpus):
         assert q < 1 or q == int(q), "Ray takes fractions below 1 and whole numbers above"
 
 
+def test_two_one_cpu_nodes_leave_a_featuriser_room_beside_each_actor():
+    # the stall seen on a 2 x 1-CPU cluster: two 0.66-CPU actors left 0.34 CPU per node for a 0.5-CPU task
+    r = plan([1, 1], 0, 2)
+    assert r.actor_cpus + r.feature_cpus + r.writer_cpus <= 1.0
+
+
+def test_cpus_follow_where_the_time_goes():
+    """E7.2 on CPU: the embedding actors get the cores. A cheap model, or a GPU: the featurisers get them."""
+    from signclip.model.config import preset
+
+    e72, tiny = forward_share(preset("e7.2"), gpu=False), forward_share(preset("tiny"), gpu=False)
+    assert e72 > 0.95 and tiny < 0.1 and forward_share(preset("e7.2"), gpu=True) < 0.1
+    heavy, cheap = plan([2], 0, None, share=e72), plan([2], 0, None, share=tiny)
+    assert (heavy.actors, heavy.threads, heavy.feature_tasks) == (2, 1, 1) and heavy.actors * heavy.actor_cpus >= 1.5
+    assert (cheap.actors, cheap.threads, cheap.feature_tasks) == (1, 1, 2) and cheap.actor_cpus < 0.25
+    assert cheap.feature_tasks * cheap.feature_cpus >= 1.5
+    gpu = plan([16], 1, None, share=e72)
+    assert (gpu.device, gpu.actors, gpu.actor_cpus, gpu.feature_tasks) == ("cuda", 1, 1.0, 15)
+
+
 def test_gpu_actors_and_threads():
-    r = plan(16, 2, 2)
+    r = plan([16], 2, 2)
     assert (r.actor_gpus, r.actor_cpus, r.device) == (1.0, 1.0, "cuda")
-    assert plan(2, 0, 1).threads == 2 and plan(2, 0, 2).threads == 1
+    assert plan([2], 0, 1).threads == 2 and plan([2], 0, 2).threads == 1
     with pytest.raises(ValueError, match="GPU"):
-        plan(8, 1, 2, use_gpu=True)
+        plan([8], 1, 2, use_gpu=True)
+    with pytest.raises(ValueError, match="no CPU"):
+        plan([0], 0, 1)
     assert ray_quantity(1.7) == 1.0 and ray_quantity(0.667) == 0.66
 
 
 def test_default_actor_count_follows_the_hardware():
     # one per GPU; on CPU one single-threaded actor per core (faster than one multi-threaded), capped
-    assert plan(16, 4, None).actors == 4 and plan(16, 4, None).device == "cuda"
-    assert plan(16, 4, None, use_gpu=False).actors == AUTO_CPU_ACTORS
-    two = plan(2, 0, None)
+    assert plan([16], 4, None).actors == 4 and plan([16], 4, None).device == "cuda"
+    assert plan([16], 4, None, use_gpu=False).actors == AUTO_CPU_ACTORS
+    two = plan([2], 0, None)
     assert (two.actors, two.threads, two.device) == (2, 1, "cpu")
-    assert plan(1, 0, None).actors == 1
+    assert plan([1], 0, None).actors == 1
 
 
 def test_pools_get_no_more_actors_than_the_input_has_blocks():
-    one = plan(2, 0, None, blocks=1)  # a single block: one actor, given both cores
+    one = plan([2], 0, None, blocks=1)  # a single block: one actor, given both cores
     assert (one.actors, one.min_actors, one.threads) == (1, 1, 2)
-    assert plan(16, 4, None, blocks=2).actors == 2 and plan(16, 4, None, blocks=9).actors == 4
-    assert plan(16, 0, 3, videos=True, extract_actors=4, blocks=2).extract_actors == 2
-    assert plan(16, 0, 3, min_actors=3, blocks=0).actors == 1  # an empty input still plans one actor
+    assert plan([16], 4, None, blocks=2).actors == 2 and plan([16], 4, None, blocks=9).actors == 4
+    assert plan([16], 0, 3, videos=True, extract_actors=4, blocks=2).extract_actors == 2
+    assert plan([16], 0, 3, min_actors=3, blocks=0).actors == 1  # an empty input still plans one actor
 
 
 # --- stages, without Ray -------------------------------------------------------------------------------

@@ -105,7 +105,7 @@ def test_s3_input_and_output(ray_local, s3_bucket, videos_dir):
 
 
 @pytest.mark.timeout(240)
-def test_killed_worker_is_restarted_and_every_video_reported_once(ray_local, tmp_path, videos_dir):
+def test_killed_worker_s_videos_are_extracted_again_and_reported_once(ray_local, tmp_path, videos_dir):
     layout = {f"v{i}.mp4": "test_video.mp4" for i in range(5)}
     src = copy_videos(videos_dir, tmp_path / "in", layout)
     out = tmp_path / "out"
@@ -119,7 +119,7 @@ def test_killed_worker_is_restarted_and_every_video_reported_once(ray_local, tmp
             killed.append(pid)
 
     summary = run(ExtractConfig(input=str(src), output=str(out), progress=False, min_actors=2,
-                                max_task_retries=3), on_row=kill_first_worker)
+                                attempts=4), on_row=kill_first_worker)
     assert killed
     rows = manifests.read_manifest(str(out / MANIFEST_NAME))
     assert sorted(rows["id"]) == [f"v{i}" for i in range(5)]  # each exactly once
@@ -134,7 +134,7 @@ def test_killed_worker_is_restarted_and_every_video_reported_once(ray_local, tmp
 
 @pytest.mark.timeout(180)
 def test_video_lost_with_its_worker_is_reported_failed_once(ray_local, tmp_path, videos_dir):
-    """No retries allowed: the videos the killed worker held are reported failed, the others finish."""
+    """One attempt only: the videos the killed worker held are reported failed, the others finish."""
     src = copy_videos(videos_dir, tmp_path / "in", {f"v{i}.mp4": "test_video.mp4" for i in range(4)})
     out = tmp_path / "out"
     killed: list[int] = []
@@ -145,7 +145,7 @@ def test_video_lost_with_its_worker_is_reported_failed_once(ray_local, tmp_path,
             os.kill(killed[0], signal.SIGKILL)
 
     summary = run(ExtractConfig(input=str(src), output=str(out), progress=False, min_actors=2,
-                                max_task_retries=0), on_row=kill_first_worker)
+                                attempts=1), on_row=kill_first_worker)
     rows = manifests.read_manifest(str(out / MANIFEST_NAME))
     assert sorted(rows["id"]) == [f"v{i}" for i in range(4)]
     lost = rows[rows["status"] == "failed"]

@@ -181,3 +181,68 @@ def test_hand_3d_normalisation_is_canonical(poses_dir):
     lengths = np.linalg.norm(x[seen, 9] - x[seen, 0], axis=-1)
     assert lengths.std() < 1e-3 * lengths.mean()
     assert np.all(pose_features(str(poses_dir / "library.pose"), "right_hand_3d") == 0)  # never seen
+
+
+# --- the shortcuts keep pose-format's semantics ------------------------------------------------------------
+
+def _holistic_poses(poses_dir) -> list[bytes]:
+    return [p.read_bytes() for p in sorted(poses_dir.glob("*.pose"))
+            if p.stem not in ("openpose-137", "reduced-holistic-178")]
+
+
+@pytest.mark.parametrize("name", sorted(FEATURE_SETS))
+def test_features_equal_pose_formats_path_bit_for_bit(poses_dir, name):
+    """Cached headers and index selection give exactly what read + get_components + normalize give,
+    for every real pose, plain and with each test-time variant and training augmentation."""
+    from tests.reference_features import reference_features
+
+    augment = Augmentation(temporal_std=0.2, rotation_std=0.1, scale_std=0.1, noise_std=0.01)
+    for data in _holistic_poses(poses_dir):
+        for options in ({}, {"flip": True}, {"anonymized": True}):
+            np.testing.assert_array_equal(pose_features(data, name, **options),
+                                          reference_features(data, name, **options))
+        np.testing.assert_array_equal(
+            pose_features(data, name, augment=augment, rng=np.random.default_rng(7)),
+            reference_features(data, name, augment=augment, rng=np.random.default_rng(7)))
+
+
+def test_each_distinct_header_is_parsed_once_and_never_changed(poses_dir):
+    from pose_format.pose_header import PoseHeader
+    from pose_format.utils.reader import BufferReader
+
+    from signclip.pose import reader
+
+    def parsed(data: bytes) -> tuple[PoseHeader, int]:
+        buffer = BufferReader(data)
+        return PoseHeader.read(buffer), buffer.read_offset
+
+    cache = reader.HeaderCache(limit=2)
+    datas = _holistic_poses(poses_dir)
+    first = datas[0]
+    assert cache.find(first) is None
+    header, length = parsed(first)
+    cache.add(first, length, header)
+    assert cache.find(first) == (header, length)
+    assert cache.find(first[:length - 1]) is None  # a prefix of a header is not that header
+    distinct = {data[:parsed(data)[1]] for data in datas}
+    for data in datas[1:]:  # clips of one layout share one entry; the oldest are forgotten beyond the limit
+        cache.add(data, *reversed(parsed(data)))
+    assert len(distinct) >= 3 and len(cache) == 2
+    # a clip embedded with flip and anonymisation leaves the shared header as it was read
+    shared = reader.parse_pose(first).header
+    before = (shared.dimensions.width, shared.dimensions.height, [c.name for c in shared.components])
+    pose_features(first, flip=True, anonymized=True)
+    again = reader.parse_pose(first).header
+    assert again is shared and (again.dimensions.width, again.dimensions.height,
+                                [c.name for c in again.components]) == before
+
+
+def test_layout_data_is_mediapipes():
+    """The point names and face contours kept as data are MediaPipe's (through pose-format)."""
+    from signclip.pose.holistic_module import mediapipe_holistic, pose_format_holistic
+    from signclip.pose.layout import FACE_CONTOUR_LIMBS, FACE_CONTOUR_POINTS, HAND_POINTS
+
+    h = pose_format_holistic()
+    assert BODY_POINTS == tuple(h.BODY_POINTS) and HAND_POINTS == tuple(h.HAND_POINTS)
+    assert FACE_CONTOUR_POINTS == tuple(h.FACEMESH_CONTOURS_POINTS)
+    assert FACE_CONTOUR_LIMBS == tuple(sorted(tuple(e) for e in mediapipe_holistic().FACEMESH_CONTOURS))

@@ -10,8 +10,9 @@ import torch
 
 import signclip
 from signclip.model.checkpoint import CheckpointError
-from signclip.model.embedder import CPU_BATCH_FRAMES, Embedder, windows
+from signclip.model.embedder import CPU_BATCH_FRAMES, Embedder
 from signclip.model.factory import minilm_dir
+from signclip.model.long_clips import windows
 from signclip.pose.features import collate, pose_features
 
 VALID = ["house-colin-1", "house-spreadthesign", "sad-colin", "library", "refined-face-553"]

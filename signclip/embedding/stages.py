@@ -12,9 +12,9 @@ onward and is written like any other row, so one bad clip never stops the others
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import time
-import uuid
 from dataclasses import dataclass
 from typing import Any
 
@@ -139,7 +139,7 @@ class PosesFromVideos:
 
 def featurize(batch: Batch, spec: RunSpec) -> Batch:
     """Read each clip and compute its model features (CPU). Bad input gives a failed row with the reason."""
-    from signclip.model.embedder import windows
+    from signclip.model.long_clips import windows
     from signclip.pose.features import pose_features
 
     n = _count(batch)
@@ -271,7 +271,21 @@ def write_shard(batch: Batch, spec: RunSpec) -> Batch:
         emb = np.asarray(batch["embedding"], dtype=np.float32)
         for i in np.flatnonzero(ok):
             embedding_store.write_npy(spec.npy_dir, str(batch["id"][i]), emb[i], spec.model_name, spec.npy_name)
-    path = embedding_store.write_shard(table, spec.output, spec.run_id, uuid.uuid4().hex[:12])
+    # named by its ids: a write re-run (its worker or node lost after the PUT) replaces the shard, never doubles it
+    name = hashlib.sha1("\n".join(sorted(map(str, batch["id"]))).encode()).hexdigest()[:12]
+    path = embedding_store.write_shard(table, spec.output, spec.run_id, name)
     n_ok = int(sum(s == OK for s in table.column("status").to_pylist()))
     return {"shard": np.array([path], dtype=object), "rows": np.array([table.num_rows]),
             "ok": np.array([n_ok]), "failed": np.array([table.num_rows - n_ok])}
+
+
+def lost_rows(items: list, spec: RunSpec, attempts: int) -> Batch:
+    """Failed rows for items whose worker died in every attempt (a batch for :func:`write_shard`)."""
+    n = len(items)
+    rows = [item.as_row() for item in items]
+    batch: Batch = {name: np.array([r[name] for r in rows], dtype=object) for name in rows[0]} if rows else {}
+    error = (f"worker process died while embedding this item (killed, crashed, out of memory or its node lost), "
+             f"in each of {attempts} attempt{'s' if attempts > 1 else ''}")
+    batch.update(status=np.array([FAILED] * n, dtype=object), error=np.array([error] * n, dtype=object),
+                 embedding=np.zeros((n, spec.embedding_dim), dtype=np.float32))
+    return batch

@@ -29,7 +29,7 @@ def exit_code(failed: int) -> int:
     return EXIT_ITEMS_FAILED if failed else EXIT_OK
 
 
-class _Deprecated(argparse.Action):
+class Deprecated(argparse.Action):
     """An old spelling of an option: stores into the same destination and says which name to use."""
 
     def __init__(self, option_strings: list[str], dest: str, preferred: str = "", **kwargs: Any) -> None:
@@ -47,7 +47,7 @@ def add_address(parser: argparse.ArgumentParser | Any, old: str | None = None,
     """``--address`` (and, if the job had one, its ``old`` spelling as a deprecated alias)."""
     parser.add_argument("--address", help=help)
     if old:
-        parser.add_argument(old, dest="address", action=_Deprecated, preferred="--address", help=argparse.SUPPRESS)
+        parser.add_argument(old, dest="address", action=Deprecated, preferred="--address", help=argparse.SUPPRESS)
 
 
 def add_output(parser: argparse.ArgumentParser | Any, help: str, old: str | None = None,
@@ -55,7 +55,7 @@ def add_output(parser: argparse.ArgumentParser | Any, help: str, old: str | None
     """``--output`` (and an ``old`` spelling as a deprecated alias). Required unless the alias is given."""
     parser.add_argument("--output", help=help, default=None)
     if old:
-        parser.add_argument(old, dest="output", action=_Deprecated, preferred="--output", help=argparse.SUPPRESS)
+        parser.add_argument(old, dest="output", action=Deprecated, preferred="--output", help=argparse.SUPPRESS)
     if required:
         parser.set_defaults(_output_required=True)
 

@@ -7,6 +7,8 @@
 Pipeline: list the items -> [videos: MediaPipe Holistic actors write .pose files] -> read + featurise
 (CPU tasks) -> embed on an actor pool that loads the model once per actor (GPU when the cluster has
 one), batches formed by clip length -> write Parquet shards atomically (+ optional ``<id>.npy`` files).
+The CPUs go where the time goes (:mod:`signclip.embedding.resources`); items lost with a worker or a
+node are embedded again in a new pass (:mod:`signclip.jobs.ray_data`).
 Ray Data streams blocks through the stages, so memory stays bounded whatever the corpus size.
 
 Output layout: see :mod:`signclip.io.embedding_store`. A rerun skips the ids already written (failed ones
@@ -27,11 +29,21 @@ import uuid
 from dataclasses import asdict, dataclass, fields, replace
 
 from signclip.embedding.items import InputError, Item, list_items
-from signclip.embedding.resources import StageResources, plan
-from signclip.embedding.stages import EmbedActor, PosesFromVideos, RunSpec, featurize, model_spec, write_shard
+from signclip.embedding.resources import StageResources, forward_share, plan
+from signclip.embedding.stages import (
+    EmbedActor,
+    PosesFromVideos,
+    RunSpec,
+    featurize,
+    lost_rows,
+    model_spec,
+    write_shard,
+)
 from signclip.io import embedding_store, manifests, storage
 from signclip.io.status import ItemStatus
 from signclip.jobs import contract
+from signclip.jobs.ray_data import DEFAULT_ATTEMPTS, lenient_execution, map_with_actors
+from signclip.model.checkpoint import read_config
 
 log = logging.getLogger("signclip.jobs.embed")
 
@@ -65,6 +77,7 @@ class EmbedOptions:
     shard_rows: int = 256  # rows per output shard (also the unit of work lost if a run is killed)
     rows_per_block: int = 16  # items per input block (the unit of the featurising tasks)
     retry_failed: bool = False  # re-embed ids whose earlier row failed
+    attempts: int = DEFAULT_ATTEMPTS  # passes over items lost with their worker before they are reported failed
     address: str | None = None  # Ray cluster to join (default: RAY_ADDRESS, else a local one)
 
 
@@ -121,17 +134,16 @@ def _blocks(items: list[Item], opts: EmbedOptions) -> int:
     return max(1, math.ceil(len(items) / opts.rows_per_block))
 
 
-def _resources(opts: EmbedOptions, items: list[Item]) -> StageResources:
+def _resources(opts: EmbedOptions, items: list[Item], share: float) -> StageResources:
     import ray
 
     total = ray.cluster_resources()
     nodes = [n.get("Resources", {}).get("CPU", 0) for n in ray.nodes() if n.get("Alive")]
     use_gpu = {"auto": None, "cpu": False, "cuda": True}[opts.device]
     try:
-        return plan(total.get("CPU", 0), total.get("GPU", 0), opts.actors,
+        return plan(nodes, total.get("GPU", 0), opts.actors, share=share,
                     videos=any(i.kind == "video" for i in items), use_gpu=use_gpu, threads=opts.threads,
-                    max_node_cpus=max(nodes) if nodes else None, min_actors=opts.min_actors,
-                    blocks=_blocks(items, opts))
+                    min_actors=opts.min_actors, blocks=_blocks(items, opts))
     except ValueError as e:
         raise InputError(f"cannot place the pipeline on this cluster: {e}") from e
 
@@ -142,18 +154,19 @@ def build_pipeline(items: list[Item], spec: RunSpec, res: StageResources, opts: 
 
     ds = ray.data.from_items([i.as_row() for i in items], override_num_blocks=_blocks(items, opts))
     if res.extract_actors:
-        ds = ds.map_batches(PosesFromVideos, fn_constructor_kwargs={"spec": spec, "holistic_options": _holistic(opts)},
-                            compute=ray.data.ActorPoolStrategy(min_size=1, max_size=res.extract_actors),
-                            batch_size=1, batch_format="numpy", num_cpus=res.extract_cpus)
+        ds = map_with_actors(ds, PosesFromVideos, fn_constructor_kwargs={"spec": spec,
+                                                                         "holistic_options": _holistic(opts)},
+                             compute=ray.data.ActorPoolStrategy(min_size=1, max_size=res.extract_actors),
+                             batch_size=1, batch_format="numpy", num_cpus=res.extract_cpus)
     ds = ds.map_batches(featurize, fn_kwargs={"spec": spec}, batch_size=opts.rows_per_block,
-                        batch_format="numpy", num_cpus=res.feature_cpus)
-    ds = ds.map_batches(EmbedActor, fn_constructor_kwargs={"spec": spec, "device": res.device,
-                                                           "threads": res.threads},
-                        compute=ray.data.ActorPoolStrategy(min_size=res.min_actors, max_size=res.actors),
-                        batch_size=opts.batch_size, batch_format="numpy", num_cpus=res.actor_cpus,
-                        num_gpus=res.actor_gpus or None)
+                        batch_format="numpy", num_cpus=res.feature_cpus, concurrency=res.feature_tasks)
+    ds = map_with_actors(ds, EmbedActor, fn_constructor_kwargs={"spec": spec, "device": res.device,
+                                                                "threads": res.threads},
+                         compute=ray.data.ActorPoolStrategy(min_size=res.min_actors, max_size=res.actors),
+                         batch_size=opts.batch_size, batch_format="numpy", num_cpus=res.actor_cpus,
+                         num_gpus=res.actor_gpus or None)
     return ds.map_batches(write_shard, fn_kwargs={"spec": spec}, batch_size=opts.shard_rows,
-                          batch_format="numpy", num_cpus=res.writer_cpus)
+                          batch_format="numpy", num_cpus=res.writer_cpus, concurrency=res.writer_tasks)
 
 
 def _holistic(opts: EmbedOptions) -> dict:
@@ -212,15 +225,29 @@ def run(opts: EmbedOptions) -> EmbedSummary:
     if todo:
         log.info("%d items to embed (%d already in %s)", len(todo), summary.skipped, opts.output)
         _init_ray(opts.address)
-        res = _resources(opts, todo)
+        res = _resources(opts, todo, forward_share(read_config(spec.model), gpu=False))
         log.info("stages: %s; up to %s frames per forward pass", res,
                  opts.max_batch_frames or "the embedder's default for the device")
         started = time.perf_counter()
         ok = failed = shards = 0
-        for row in build_pipeline(todo, spec, res, opts).iter_rows():
-            ok, failed, shards = ok + int(row["ok"]), failed + int(row["failed"]), shards + 1
-            log.info("shard %s: %d ok, %d failed (%d/%d done)", row["shard"], row["ok"], row["failed"],
-                     ok + failed, len(todo))
+        left = todo
+        with lenient_execution(progress=True):
+            for attempt in range(1, opts.attempts + 1):
+                for row in build_pipeline(left, spec, res, opts).iter_rows():
+                    ok, failed, shards = ok + int(row["ok"]), failed + int(row["failed"]), shards + 1
+                    log.info("shard %s: %d ok, %d failed (%d/%d done)", row["shard"], row["ok"], row["failed"],
+                             ok + failed, len(todo))
+                written = set(embedding_store.read_index(opts.output, columns=("id",))["id"])
+                left = [item for item in left if item.id not in written]
+                if not left:
+                    break
+                if attempt < opts.attempts:
+                    log.warning("%d items were lost with their worker (killed, crashed, out of memory or its node "
+                                "lost); embedding them again (attempt %d of %d)", len(left), attempt + 1,
+                                opts.attempts)
+        if left:
+            write_shard(lost_rows(left, spec, opts.attempts), spec)
+            failed, shards = failed + len(left), shards + 1
         seconds = time.perf_counter() - started
         summary = replace(summary, ok=ok, failed=failed, shards=shards, seconds=round(seconds, 3),
                           clips_per_s=round((ok + failed) / seconds, 3) if seconds > 0 else 0.0,
@@ -266,6 +293,8 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--shard-rows", type=int, default=256, help="rows per output shard (default 256)")
     p.add_argument("--rows-per-block", type=int, default=16, help="items per featurising task (default 16)")
     p.add_argument("--retry-failed", action="store_true", help="re-embed ids whose earlier row failed")
+    p.add_argument("--attempts", type=int, default=DEFAULT_ATTEMPTS,
+                   help="passes over items whose worker died (killed, crashed, node lost) before they are failed")
     contract.add_address(p, old="--ray-address")
     return p
 

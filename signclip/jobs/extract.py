@@ -9,20 +9,19 @@ one row per video (id, paths, frames, fps, size, seconds, status ok/failed/skipp
 A rerun skips videos whose pose is already complete (``--overwrite`` redoes them).
 
 Each actor of an autoscaling pool holds one Holistic graph, reset to a fresh state per video; videos
-are decoded as a stream. Killed workers are restarted and their videos retried; a video that keeps
-killing its worker is reported ``failed`` and the others finish.
+are decoded as a stream. The videos of a worker that died (killed, crashed, out of memory, its node lost)
+are extracted again in a new pass, up to ``--attempts``; a video that keeps killing its worker is reported
+``failed`` and the others finish (:mod:`signclip.jobs.ray_data`).
 """
 
 from __future__ import annotations
 
 import argparse
-import contextlib
 import dataclasses
 import logging
 import math
 import time
-import warnings
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
@@ -34,6 +33,7 @@ from signclip.extraction.plan import plan
 from signclip.io import manifests, storage
 from signclip.io.status import ItemStatus
 from signclip.jobs import contract
+from signclip.jobs.ray_data import DEFAULT_ATTEMPTS, lenient_execution, map_with_actors
 
 log = logging.getLogger("signclip.jobs.extract")
 
@@ -56,8 +56,7 @@ class ExtractConfig:
     max_tasks_in_flight_per_actor: int = 2  # queued videos per actor (overlaps fetching with work)
     decode_threads: int = 1  # FFmpeg decoder threads per video (0: FFmpeg decides)
     decode_ahead: int = 0  # frames a background thread decodes ahead of Holistic (0: decode inline)
-    max_restarts: int = 3  # times a dead actor is restarted (-1: forever)
-    max_task_retries: int = 2  # times a video is retried after its worker died (-1: forever)
+    attempts: int = DEFAULT_ATTEMPTS  # passes over videos whose worker died; lost in every pass: reported failed
     progress: bool = True  # Ray Data progress bars
     address: str | None = None  # Ray cluster to join when Ray is not initialised yet (None: local/auto)
 
@@ -116,56 +115,28 @@ def actor_pool_sizes(config: ExtractConfig, cluster_cpus: float, videos: int) ->
     return low, max(low, min(high, videos)), high
 
 
-@contextlib.contextmanager
-def _data_context(progress: bool) -> Iterator[None]:
-    """Ray Data settings for this run only: lost blocks are reported per video instead of failing the job."""
-    from ray.data import DataContext
-
-    ctx = DataContext.get_current()
-    saved = (ctx.max_errored_blocks, ctx.enable_progress_bars, ctx.execution_options.preserve_order,
-             ctx.memory_usage_poll_interval_s)
-    ctx.max_errored_blocks = -1  # a video whose worker keeps dying is dropped here and reported failed below
-    ctx.enable_progress_bars = progress
-    ctx.execution_options.preserve_order = False
-    # Ray Data samples each task's memory (USS, from /proc/PID/smaps) every second; in a MediaPipe
-    # process, with its many mappings, that read costs CPU the extraction needs, and we report RSS ourselves
-    ctx.memory_usage_poll_interval_s = None
-    try:
-        yield
-    finally:
-        (ctx.max_errored_blocks, ctx.enable_progress_bars, ctx.execution_options.preserve_order,
-         ctx.memory_usage_poll_interval_s) = saved
-
-
 def _extract_stage(dataset: Any, config: ExtractConfig, low: int, initial: int, high: int) -> Any:
-    """The actor-pool stage: one video per call, bounded actor restarts and per-video retries."""
+    """The actor-pool stage: one video per call (see :mod:`signclip.jobs.ray_data` for lost workers)."""
     import ray
 
-    with warnings.catch_warnings():
-        # Ray 2.60 deprecates extra remote args, but has no named parameter for an actor pool's
-        # max_restarts / max_task_retries (its own defaults are -1: a video that always kills its worker
-        # would be retried forever). Passing them is still how Ray Data documents fault tolerance.
-        warnings.filterwarnings("ignore", message=".*ray_remote_args. is deprecated", category=DeprecationWarning)
-        return dataset.map_batches(
-            ExtractVideos,
-            fn_constructor_kwargs={"holistic": asdict(config.holistic), "overwrite": config.overwrite,
-                                   "decode_threads": config.decode_threads, "decode_ahead": config.decode_ahead,
-                                   "cpus": config.cpus_per_actor},
-            batch_size=1,
-            batch_format="pyarrow",
-            compute=ray.data.ActorPoolStrategy(min_size=low, max_size=high, initial_size=initial,
-                                               max_tasks_in_flight_per_actor=config.max_tasks_in_flight_per_actor),
-            num_cpus=config.cpus_per_actor,
-            max_restarts=config.max_restarts,
-            max_task_retries=config.max_task_retries,
-        )
+    return map_with_actors(
+        dataset, ExtractVideos,
+        fn_constructor_kwargs={"holistic": asdict(config.holistic), "overwrite": config.overwrite,
+                               "decode_threads": config.decode_threads, "decode_ahead": config.decode_ahead,
+                               "cpus": config.cpus_per_actor},
+        batch_size=1,
+        batch_format="pyarrow",
+        compute=ray.data.ActorPoolStrategy(min_size=low, max_size=high, initial_size=initial,
+                                           max_tasks_in_flight_per_actor=config.max_tasks_in_flight_per_actor),
+        num_cpus=config.cpus_per_actor,
+    )
 
 
-def _lost_row(task: VideoTask) -> dict[str, Any]:
+def _lost_row(task: VideoTask, attempts: int) -> dict[str, Any]:
     return {"id": task.id, "video_path": task.video_path, "pose_path": None, "seconds": 0.0,
             "status": ItemStatus.FAILED, "warning": "", "worker": "",
-            "error": "worker process died while extracting this video (killed, crashed or out of memory) "
-                      "and no retry was left"}
+            "error": f"worker process died while extracting this video (killed, crashed, out of memory or its node "
+                     f"lost), in each of {attempts} attempt{'s' if attempts > 1 else ''}"}
 
 
 def run(config: ExtractConfig, on_row: Callable[[dict[str, Any]], None] | None = None) -> ExtractSummary:
@@ -193,17 +164,26 @@ def run(config: ExtractConfig, on_row: Callable[[dict[str, Any]], None] | None =
             log.warning("%d actors x %.2f CPU leave no CPU for Ray Data's other work on %g CPUs: the run may stall",
                         high, config.cpus_per_actor, cluster_cpus)
         log.info("actor pool %d..%d actors (starting with %d) x %.2f CPU", low, high, initial, config.cpus_per_actor)
-        with _data_context(config.progress):
-            dataset = ray.data.from_items([asdict(t) for t in tasks], override_num_blocks=len(tasks))
-            dataset = _extract_stage(dataset, config, low, initial, high)
-            for batch in dataset.iter_batches(batch_size=None, batch_format="pyarrow"):
-                for row in batch.to_pylist():
-                    if row["id"] in rows:
-                        log.warning("%s reported twice; keeping the last report", row["id"])
-                    rows[row["id"]] = row
-                    if on_row is not None:
-                        on_row(row)
-    ordered = [rows.get(t.id) or _lost_row(t) for t in tasks]
+        todo = tasks
+        with lenient_execution(config.progress):
+            for attempt in range(1, config.attempts + 1):
+                dataset = ray.data.from_items([asdict(t) for t in todo], override_num_blocks=len(todo))
+                for batch in _extract_stage(dataset, config, low, initial, high).iter_batches(
+                        batch_size=None, batch_format="pyarrow"):
+                    for row in batch.to_pylist():
+                        if row["id"] in rows:
+                            log.warning("%s reported twice; keeping the last report", row["id"])
+                        rows[row["id"]] = row
+                        if on_row is not None:
+                            on_row(row)
+                todo = [t for t in todo if t.id not in rows]
+                if not todo:
+                    break
+                if attempt < config.attempts:
+                    log.warning("%d videos were lost with their worker (killed, crashed, out of memory or its node "
+                                "lost); extracting them again (attempt %d of %d)", len(todo), attempt + 1,
+                                config.attempts)
+    ordered = [rows.get(t.id) or _lost_row(t, config.attempts) for t in tasks]
     table = manifests.to_table(ordered, MANIFEST_SCHEMA)
     manifests.write_manifest(table, manifest_path)
     counts = manifests.status_counts(table)
@@ -239,9 +219,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--decode-threads", type=int, default=d.decode_threads, help="FFmpeg threads per video (0: auto)")
     p.add_argument("--decode-ahead", type=int, default=d.decode_ahead,
                    help="frames decoded ahead of Holistic in a background thread (0: inline)")
-    p.add_argument("--max-restarts", type=int, default=d.max_restarts, help="restarts of a dead actor (-1: forever)")
-    p.add_argument("--max-task-retries", type=int, default=d.max_task_retries,
-                   help="retries of a video whose worker died (-1: forever)")
+    p.add_argument("--attempts", type=int, default=d.attempts,
+                   help="passes over videos whose worker died (killed, crashed, node lost) before they are failed")
+    p.add_argument("--max-task-retries", type=lambda v: int(v) + 1, dest="attempts", action=contract.Deprecated,
+                   preferred="--attempts (retries + 1)", help=argparse.SUPPRESS)
     p.add_argument("--no-progress", action="store_true", help="no progress bars")
     p.add_argument("--address", default=None, help="Ray cluster address (default: start or find a local one)")
     p.add_argument("--log-level", default="INFO", help="logging level")
@@ -257,7 +238,7 @@ def config_from_args(args: argparse.Namespace) -> ExtractConfig:
         cpus_per_actor=args.cpus_per_actor, min_actors=args.min_actors, max_actors=args.max_actors,
         max_tasks_in_flight_per_actor=args.tasks_per_actor, decode_threads=args.decode_threads,
         decode_ahead=args.decode_ahead,
-        max_restarts=args.max_restarts, max_task_retries=args.max_task_retries, progress=not args.no_progress,
+        attempts=args.attempts, progress=not args.no_progress,
         address=args.address)
 
 

@@ -13,8 +13,6 @@ import logging
 import os
 import signal
 import sys
-import time
-from typing import Any
 
 from signclip.api.settings import ServiceSettings, parse_models
 from signclip.jobs import contract
@@ -80,26 +78,25 @@ def main(argv: list[str] | None = None) -> int:
     import ray
     from ray import serve
 
-    ray.init(address=args.address, num_cpus=args.num_cpus if args.address is None else None,
-             runtime_env={"env_vars": env} if env else None)
-    serve.start(http_options={"host": host, "port": port},
-                proxy_location=args.proxy_location or config_proxy or "HeadOnly")
-    serve.run(make_app(settings, options), name=args.app_name or APP_NAME, route_prefix="/")
-    log.info("serving %s on http://%s:%d (Ctrl-C or SIGTERM to stop)", sorted(settings.models), host, port)
-    signal.signal(signal.SIGTERM, _stop)
+    # Ray's core installs a C-level SIGTERM handler of its own; with both signals blocked before Ray starts
+    # its threads, only the sigwait below receives them, and the app is always shut down.
+    stop = {signal.SIGTERM, signal.SIGINT}
+    signal.pthread_sigmask(signal.SIG_BLOCK, stop)
     try:
-        while True:
-            time.sleep(3600)
-    except (KeyboardInterrupt, SystemExit):
-        pass
+        ray.init(address=args.address, num_cpus=args.num_cpus if args.address is None else None,
+                 runtime_env={"env_vars": env} if env else None)
+        serve.start(http_options={"host": host, "port": port},
+                    proxy_location=args.proxy_location or config_proxy or "HeadOnly")
+        serve.run(make_app(settings, options), name=args.app_name or APP_NAME, route_prefix="/")
+        log.info("serving %s on http://%s:%d (Ctrl-C or SIGTERM to stop)", sorted(settings.models), host, port)
+        received = signal.sigwait(stop)
+        log.info("%s: shutting the service down", signal.Signals(received).name)
     finally:
-        serve.shutdown()
-        ray.shutdown()
+        if ray.is_initialized():
+            serve.shutdown()
+            ray.shutdown()
+        signal.pthread_sigmask(signal.SIG_UNBLOCK, stop)
     return 0
-
-
-def _stop(signum: int, frame: Any) -> None:
-    raise SystemExit(0)
 
 
 if __name__ == "__main__":

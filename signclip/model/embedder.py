@@ -17,28 +17,18 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from signclip.model.long_clips import LongClips, windows
 from signclip.pose.features import collate, pose_features
 from signclip.pose.reader import PoseSource
 
 if TYPE_CHECKING:
     from signclip.model.network import SignCLIP
 
-LongClips = Literal["truncate", "window"]
 PAD_SLACK = 16  # padding positions a batch may always add to its shortest item, whatever ``max_padding``
 # Default padded frames per forward pass. On CPU small passes win (measured with the embed job: less
 # padding once sorted clips are cut into passes, activations that stay in cache); a GPU wants big ones.
 CPU_BATCH_FRAMES = 1024
 GPU_BATCH_FRAMES = 16384
-
-
-def windows(length: int, size: int, stride: int) -> list[tuple[int, int]]:
-    """``(start, end)`` of windows covering ``length`` frames; one window when the clip fits."""
-    if length <= size:
-        return [(0, length)]
-    starts = list(range(0, length - size + 1, stride))
-    if starts[-1] != length - size:
-        starts.append(length - size)
-    return [(s, s + size) for s in starts]
 
 
 class Embedder:
