@@ -87,3 +87,22 @@ def manifest_csv(path: Path, rows: list[dict[str, str]]) -> Path:
 
     pd.DataFrame(rows).to_csv(path, index=False)
     return path
+
+
+def write_corpus(work: Path, poses_dir: Path, model_dir: Path, extra: dict[str, Path] | None = None) -> str:
+    """An embedding directory of the labelled real poses (+ ``extra`` id -> path), written by the embed job's
+    own stages called in-process (no Ray), with a failed clip and a prompt row that searches must skip."""
+    from signclip.embedding.stages import EmbedActor, RunSpec, featurize, model_spec, write_shard
+
+    clips = {**{name: poses_dir / f"{name}.pose" for name in LABELLED}, **(extra or {}),
+             "openpose-137": poses_dir / "openpose-137.pose"}
+    ids = list(clips)
+    batch = {"id": np.array(ids + ["prompt"], dtype=object),
+             "kind": np.array(["pose"] * len(ids) + ["text"], dtype=object),
+             "source": np.array([str(p) for p in clips.values()] + ["prompts.txt:1"], dtype=object),
+             "text": np.array([""] * len(ids) + ["<en> <ase> house"], dtype=object),
+             "gloss": np.array([LABELLED.get(i, "") for i in ids] + [""], dtype=object),
+             "language": np.array(["ase" if i in LABELLED else "" for i in ids] + [""], dtype=object)}
+    spec = RunSpec(**model_spec(str(model_dir)), output=str(work / "emb"), run_id="r1")
+    write_shard(EmbedActor(spec)(featurize(batch, spec)), spec)
+    return str(work / "emb")

@@ -344,12 +344,17 @@ def test_rayjob_runs_the_job_with_valid_arguments(job, manifests):
 
 
 def test_rayservice_carries_cluster_serve_yaml(manifests):
+    """The same applications as cluster/serve.yaml but for where the models and indexes are (S3 here)."""
     from ray.serve.schema import ServeDeploySchema
 
     service = manifests["rayservice.yaml"]
     embedded = yaml.safe_load(service["spec"]["serveConfigV2"])
     local = yaml.safe_load((CLUSTER / "serve.yaml").read_text())
-    assert embedded["applications"] == local["applications"]
+
+    def without_locations(apps):
+        return [{**a, "args": {k: v for k, v in a["args"].items() if k not in ("models", "indexes")}} for a in apps]
+
+    assert without_locations(embedded["applications"]) == without_locations(local["applications"])
     assert embedded["proxy_location"] == local["proxy_location"]
     assert {k: v for k, v in embedded["http_options"].items() if k != "host"} == \
         {k: v for k, v in local["http_options"].items() if k != "host"}
@@ -357,44 +362,22 @@ def test_rayservice_carries_cluster_serve_yaml(manifests):
     ServeDeploySchema.model_validate(embedded)  # what the dashboard accepts when KubeRay deploys it
 
 
-def test_rayservice_pods_have_the_served_models(manifests):
-    """Every pod gets the config's model directories, relative to the image's working directory, and the
-    gateway's bearer token from a Secret."""
+def test_rayservice_replicas_fetch_their_models_from_s3(manifests):
+    """Models and indexes only on S3: no init container, no shared volume; credentials and the gateway's bearer
+    token from Secrets; the settings accept the config as KubeRay deploys it."""
+    from signclip.api.settings import ServiceSettings
+
     service = manifests["rayservice.yaml"]
-    app = yaml.safe_load(service["spec"]["serveConfigV2"])["applications"][0]
-    workdir = dockerfile_workdir()
+    args = yaml.safe_load(service["spec"]["serveConfigV2"])["applications"][0]["args"]
+    locations = [*args["models"].values(), *args["indexes"].values()]
+    assert locations and all(v.startswith("s3://") for v in locations), locations
     for group, pod in pod_specs(service):
-        (init,) = [c for c in pod["initContainers"] if c["name"] == "fetch-models"]
-        target = init["command"][-1].rstrip("/")
-        assert target in app["args"]["models"].values() and not target.startswith("/")
-        mounts = {m["mountPath"]: m["name"] for c in [init, *pod["containers"]] for m in c["volumeMounts"]}
-        assert mounts == {f"{workdir}/{target.split('/')[0]}": "models"}, (group, mounts)
-        assert {v["name"] for v in pod["volumes"]} == {"models"} and "emptyDir" in pod["volumes"][0]
+        assert not pod.get("initContainers") and not pod.get("volumes"), group
         env = {e["name"]: e for e in pod["containers"][0]["env"]}
         assert "secretKeyRef" in env["SIGNCLIP_API_TOKEN"]["valueFrom"]
-
-
-@pytest.mark.timeout(120)
-def test_rayservice_model_fetch_command_works(manifests, s3_bucket, tmp_path):
-    """The init container's command, run against the test S3 server, lays the model out where Serve looks."""
-    import boto3
-
-    service = manifests["rayservice.yaml"]
-    (init,) = [c for c in pod_specs(service)[0][1]["initContainers"] if c["name"] == "fetch-models"]
-    command = list(init["command"])
-    source = command[-2]
-    assert command[0] == "python" and source.startswith("s3://")
-    bucket = s3_bucket.removeprefix("s3://")
-    prefix = source.removeprefix("s3://").split("/", 1)[1]
-    s3 = boto3.client("s3", endpoint_url=os.environ["AWS_ENDPOINT_URL"])
-    files = {"config.json": b"{}", "model.safetensors": b"weights", "tokenizer/vocab.txt": b"[PAD]\n"}
-    for rel, data in files.items():
-        s3.put_object(Bucket=bucket, Key=prefix.rstrip("/") + "/" + rel, Body=data)
-    command[0] = sys.executable
-    command[-2] = f"s3://{bucket}/{prefix}"
-    subprocess.run(command, cwd=tmp_path, check=True, timeout=90)
-    target = tmp_path / command[-1]
-    assert {p.relative_to(target).as_posix(): p.read_bytes() for p in target.rglob("*") if p.is_file()} == files
+        assert all("volumeMounts" not in c for c in pod["containers"]), group
+    settings = ServiceSettings(**{**args, "models": args["models"], "indexes": args["indexes"]})
+    assert settings.models == args["models"] and settings.search_mode == "auto"
 
 
 # ------------------------------------------------------------------------------------- cluster launcher

@@ -14,11 +14,10 @@ import pytest
 
 import signclip
 from signclip import cli
-from signclip.embedding.stages import EmbedActor, RunSpec, featurize, model_spec, write_shard
 from signclip.evaluation import metrics
 from signclip.jobs import search as search_job
 from signclip.search.lookup import SignSearch
-from tests.embed_helpers import LABELLED, tiny_model
+from tests.embed_helpers import LABELLED, tiny_model, write_corpus
 
 QUERY = "<en> <ase> house"
 
@@ -27,16 +26,8 @@ QUERY = "<en> <ase> house"
 def corpus(tmp_path_factory, poses_dir) -> dict:
     work = tmp_path_factory.mktemp("search")
     model_dir = tiny_model(work / "tiny")
-    paths = [str(poses_dir / f"{name}.pose") for name in LABELLED] + [str(poses_dir / "openpose-137.pose")]
-    ids = [*LABELLED, "openpose-137"]
-    batch = {"id": np.array(ids + ["prompt"], dtype=object),
-             "kind": np.array(["pose"] * len(ids) + ["text"], dtype=object),
-             "source": np.array(paths + ["prompts.txt:1"], dtype=object),
-             "text": np.array([""] * len(ids) + [QUERY], dtype=object),
-             "gloss": np.array([LABELLED.get(i, "") for i in ids] + [""], dtype=object)}
-    spec = RunSpec(**model_spec(str(model_dir)), output=str(work / "emb"), run_id="r1")
-    write_shard(EmbedActor(spec)(featurize(batch, spec)), spec)
-    return {"dir": str(work / "emb"), "model": model_dir, "paths": paths[:4]}
+    paths = [str(poses_dir / f"{name}.pose") for name in LABELLED]
+    return {"dir": write_corpus(work, poses_dir, model_dir), "model": model_dir, "paths": paths}
 
 
 def test_ranking_is_the_models_similarity_order(corpus):

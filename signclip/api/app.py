@@ -10,6 +10,8 @@ Routes (paths relative to where the app is mounted):
     POST /v1/embed/video       multipart: file=<video>, model_name?, return_pose?  -> embeddings + pose info
     POST /score                {"pose": ..., "text": ..., "model_name"?}       -> {"scores": [[pose x text]]}
     GET  /health  /ready  /info  /metrics
+    /v1/indexes, /v1/search, /v1/poses/..., /v1/skeleton   dictionary search (signclip.api.search_routes)
+    GET  /                      the dictionary page (signclip.api.page)
 
 The original clients send GET requests with a JSON body; both GET and POST are answered the same way.
 """
@@ -18,26 +20,25 @@ from __future__ import annotations
 
 import asyncio
 import base64
-import json
 from collections.abc import Callable
 from typing import Any
 
-import numpy as np
 from fastapi import FastAPI, Request
 from fastapi.openapi.utils import get_openapi
-from starlette.datastructures import UploadFile
-from starlette.exceptions import HTTPException
 from starlette.responses import Response
 
 from signclip.api import parsing, schema
 from signclip.api.backend import Backend
+from signclip.api.calls import Calls, json_response, rows
 from signclip.api.errors import ApiError, bad_request, install_handlers, unprocessable
 from signclip.api.middleware import BearerTokenMiddleware, BodyLimitMiddleware, MetricsMiddleware
+from signclip.api.page import add_page
 from signclip.api.prometheus import ServiceMetrics
+from signclip.api.search_routes import SEARCH_UPLOAD_ROUTES, add_search_routes
 from signclip.api.settings import ServiceSettings
-from signclip.api.types import Embedded, ExtractedPose, Rejected
+from signclip.api.types import ExtractedPose, Rejected
 
-UPLOAD_ROUTES = frozenset({"/v1/embed/pose", "/v1/embed/video"})
+UPLOAD_ROUTES = frozenset({"/v1/embed/pose", "/v1/embed/video"}) | SEARCH_UPLOAD_ROUTES
 
 
 def _version() -> str:
@@ -49,58 +50,12 @@ def _version() -> str:
         return "0"
 
 
-def _json(payload: Any, status: int = 200) -> Response:
-    return Response(json.dumps(payload), status_code=status, media_type="application/json")
-
-
-def _rows(vectors: np.ndarray) -> list[list[float]]:
-    return np.asarray(vectors, dtype=np.float32).tolist()
-
-
-class _Service:
-    """The routes' shared logic: calling the backend and recording what it did."""
-
-    def __init__(self, backend: Backend, settings: ServiceSettings, metrics: ServiceMetrics):
-        self.backend, self.settings, self.metrics = backend, settings, metrics
-
-    async def texts(self, model: str, texts: list[str]) -> np.ndarray:
-        result = await self.backend.embed_texts(model, texts)
-        self.metrics.observe_batch("text", model, len(texts), result.batch_items)
-        return result.vectors
-
-    async def poses(self, model: str, poses: list[bytes], param: str = "pose") -> np.ndarray:
-        result = await self.backend.embed_poses(model, poses)
-        if isinstance(result, Rejected):
-            raise unprocessable(result.message, result.code, f"{param}[{result.index}]")
-        assert isinstance(result, Embedded)
-        self.metrics.observe_batch("pose", model, len(poses), result.batch_items)
-        return result.vectors
-
-    async def form(self, request: Request, max_files: int) -> Any:
-        content_type = request.headers.get("content-type", "")
-        if not content_type.startswith("multipart/form-data"):
-            raise ApiError(415, f"expected a multipart/form-data upload, got {content_type or 'no content type'!r}",
-                           "unsupported_media_type")
-        try:
-            return await request.form(max_files=max_files, max_fields=8)
-        except HTTPException as e:
-            raise bad_request(f"malformed multipart upload: {e.detail}", "invalid_multipart") from None
-
-    @staticmethod
-    def files(form: Any) -> list[UploadFile]:
-        return [v for k, v in form.multi_items() if k == "file" and isinstance(v, UploadFile)]
-
-    def model_field(self, form: Any) -> str:
-        value = form.get("model_name") or form.get("model")
-        return parsing.model_name(value if isinstance(value, str) else None, self.settings)
-
-
 def create_app(backend: Backend, settings: ServiceSettings, metrics: ServiceMetrics | None = None,
                token: str | None = None) -> FastAPI:
     """The API over ``backend``. ``token`` defaults to the environment variable ``settings.api_token_env``."""
     metrics = metrics or ServiceMetrics()
     token = token if token is not None else settings.api_token()
-    service = _Service(backend, settings, metrics)
+    service = Calls(backend, settings, metrics)
     app = FastAPI(title="SignCLIP embeddings", version=_version(), docs_url="/docs", redoc_url=None,
                   openapi_url="/openapi.json", description=__doc__)
     install_handlers(app)
@@ -123,14 +78,14 @@ def create_app(backend: Backend, settings: ServiceSettings, metrics: ServiceMetr
         body = await parsing.read_json(request)
         texts = parsing.texts(body, settings)
         model = parsing.model_name(body.get("model_name"), settings)
-        return _json({"embeddings": _rows(await service.texts(model, texts))})
+        return json_response({"embeddings": rows(await service.texts(model, texts))})
 
     @original_api("/api/embed/pose", schema.PoseRequest, "Embed base64 poses (the original API)")
     async def embed_pose(request: Request) -> Response:
         body = await parsing.read_json(request)
         poses = parsing.poses(body, settings)
         model = parsing.model_name(body.get("model_name"), settings)
-        return _json({"embeddings": _rows(await service.poses(model, poses))})
+        return json_response({"embeddings": rows(await service.poses(model, poses))})
 
     @app.post("/v1/embeddings", response_model=schema.OpenAIEmbeddingResponse, responses=errors,
               openapi_extra=schema.json_body(schema.OpenAIEmbeddingRequest))
@@ -144,12 +99,12 @@ def create_app(backend: Backend, settings: ServiceSettings, metrics: ServiceMetr
                  "embedding": (base64.b64encode(v.astype("<f4").tobytes()).decode() if req.encoding_format == "base64"
                                else v.tolist())} for i, v in enumerate(vectors)]
         tokens = sum(len(t.split()) for t in req.texts)  # words: the gateway does not tokenize
-        return _json({"object": "list", "data": data, "model": req.model,
+        return json_response({"object": "list", "data": data, "model": req.model,
                       "usage": {"prompt_tokens": tokens, "total_tokens": tokens}})
 
     @app.get("/v1/models", response_model=schema.OpenAIModelList, responses=errors)
     async def openai_models() -> Response:
-        return _json({"object": "list", "data": [{"id": name, "object": "model", "owned_by": "signclip"}
+        return json_response({"object": "list", "data": [{"id": name, "object": "model", "owned_by": "signclip"}
                                                  for name in settings.models]})
 
     @app.post("/v1/embed/pose", response_model=schema.Embeddings, responses=errors,
@@ -162,7 +117,7 @@ def create_app(backend: Backend, settings: ServiceSettings, metrics: ServiceMetr
                               "file")
         model = service.model_field(form)
         poses = [await f.read() for f in files]
-        return _json({"embeddings": _rows(await service.poses(model, poses, param="file"))})
+        return json_response({"embeddings": rows(await service.poses(model, poses, param="file"))})
 
     @app.post("/v1/embed/video", response_model=schema.VideoEmbedding, responses=errors,
               openapi_extra=schema.form_body(schema.VideoUpload))
@@ -179,11 +134,11 @@ def create_app(backend: Backend, settings: ServiceSettings, metrics: ServiceMetr
             raise unprocessable(extracted.message, extracted.code, "file")
         assert isinstance(extracted, ExtractedPose)
         vectors = await service.poses(model, [extracted.pose], param="file")
-        reply: dict[str, Any] = {"embeddings": _rows(vectors), "frames": extracted.frames, "fps": extracted.fps,
+        reply: dict[str, Any] = {"embeddings": rows(vectors), "frames": extracted.frames, "fps": extracted.fps,
                                  "warnings": extracted.warnings}
         if str(form.get("return_pose", "")).lower() in ("1", "true", "yes"):
             reply["pose"] = base64.b64encode(extracted.pose).decode()
-        return _json(reply)
+        return json_response(reply)
 
     @app.post("/score", response_model=schema.Scores, responses=errors,
               openapi_extra=schema.json_body(schema.ScoreRequest))
@@ -194,23 +149,23 @@ def create_app(backend: Backend, settings: ServiceSettings, metrics: ServiceMetr
         model = parsing.model_name(body.get("model_name"), settings)
         pose_vectors, text_vectors = await asyncio.gather(service.poses(model, poses), service.texts(model, texts))
         info = (await backend.models())[model]
-        return _json({"scores": _rows(pose_vectors @ text_vectors.T), "model": model, "similarity": info.similarity})
+        return json_response({"scores": rows(pose_vectors @ text_vectors.T), "model": model, "similarity": info.similarity})
 
     @app.get("/health", response_model=schema.Health)
     async def health() -> Response:
-        return _json({"status": "ok"})
+        return json_response({"status": "ok"})
 
     @app.get("/ready", response_model=schema.Readiness, responses={503: {"model": schema.Readiness}})
     async def ready() -> Response:
         state = await backend.ready()
-        return _json(state, 200 if state.get("ready") else 503)
+        return json_response(state, 200 if state.get("ready") else 503)
 
     @app.get("/info", response_model=schema.Info, responses=errors)
     async def info() -> Response:
         from signclip.api.backend import versions
 
         models = await backend.models()
-        return _json({"models": {name: m.to_dict() for name, m in models.items()},
+        return json_response({"models": {name: m.to_dict() for name, m in models.items()},
                       "default_model": settings.default_model, "video": settings.enable_video,
                       "limits": settings.public_limits(), "versions": versions()})
 
@@ -218,6 +173,9 @@ def create_app(backend: Backend, settings: ServiceSettings, metrics: ServiceMetr
                                                                    "description": "Prometheus metrics"}})
     async def prometheus() -> Response:
         return Response(metrics.render(), media_type=metrics.content_type)
+
+    add_search_routes(app, service, errors)
+    add_page(app)
 
     def openapi() -> dict[str, Any]:
         if app.openapi_schema is None:

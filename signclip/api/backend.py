@@ -21,12 +21,13 @@ from typing import TYPE_CHECKING, Any, Literal, Protocol
 import numpy as np
 
 from signclip.api.settings import ServiceSettings
-from signclip.api.types import Embedded, ExtractedPose, ModelInfo, Rejected
+from signclip.api.types import Embedded, ExtractedPose, IndexInfo, ModelInfo, Rejected, SearchResult
 from signclip.model.embedder import Embedder
 from signclip.pose.layout import PoseLayoutError
 
 if TYPE_CHECKING:
     from signclip.extraction.holistic import HolisticRunner
+    from signclip.search.lookup import SignSearch
 
 log = logging.getLogger(__name__)
 
@@ -53,6 +54,14 @@ class Backend(Protocol):
     async def ready(self) -> dict[str, Any]: ...
 
     async def models(self) -> dict[str, ModelInfo]: ...
+
+    async def indexes(self) -> dict[str, IndexInfo]: ...
+
+    async def search_text(self, index: str, query: str, k: int) -> SearchResult: ...
+
+    async def search_pose(self, index: str, pose: bytes, k: int) -> SearchResult | Rejected: ...
+
+    async def pose_file(self, index: str, clip_id: str) -> bytes | None: ...
 
 
 def load_models(locations: dict[str, str]) -> dict[str, LoadedModel]:
@@ -112,6 +121,65 @@ def embed_grouped(models: dict[str, LoadedModel], tower: Tower,
     return [e for e in out if e is not None]
 
 
+def load_indexes(settings: ServiceSettings) -> dict[str, SignSearch]:
+    """Every served index with the model its embeddings name (fetched into this node's cache, fingerprint checked);
+    an index that cannot be searched raises naming it."""
+    from signclip.search.lookup import SignSearch
+
+    loaded = {}
+    for name, location in settings.indexes.items():
+        try:
+            loaded[name] = SignSearch.load(location, model_dir=settings.index_models.get(name),
+                                           mode=settings.search_mode,  # type: ignore[arg-type]
+                                           approximate_above=settings.approximate_above)
+        except (OSError, ValueError) as e:
+            raise ValueError(f"index {name!r} ({location}): {e}") from e
+        log.info("index %s: %d clips of %s (%s)", name, len(loaded[name].corpus), location, loaded[name].index.mode)
+    return loaded
+
+
+def index_info(name: str, search: SignSearch) -> IndexInfo:
+    meta = search.corpus.meta
+    return IndexInfo(name=name, clips=len(search.corpus), labels=len(search.labels),
+                     model=str(meta["model"].iloc[0]), fingerprint=str(meta["model_hash"].iloc[0]),
+                     similarity=search.embedder.model.cfg.similarity, mode=search.index.mode)
+
+
+def search_texts(indexes: dict[str, SignSearch], requests: Sequence[tuple[str, str, int]]) -> list[SearchResult]:
+    """Text queries ``(index, query, k)``, the queries of one index embedded together."""
+    out: list[SearchResult | None] = [None] * len(requests)
+    by_index: dict[str, list[int]] = {}
+    for i, (name, _, _) in enumerate(requests):
+        by_index.setdefault(name, []).append(i)
+    for name, members in by_index.items():
+        search = indexes[name]
+        vectors = search.embedder.embed_texts([requests[i][1] for i in members])
+        k = max(requests[i][2] for i in members)
+        for i, hits in zip(members, search.search_clips(vectors, k)):
+            out[i] = SearchResult(name, hits[:requests[i][2]])
+    return [r for r in out if r is not None]
+
+
+def search_pose(search: SignSearch, name: str, pose: bytes, k: int) -> SearchResult | Rejected:
+    """A clip query: its nearest clips and the index's best labels for it (refusals as ``Rejected``)."""
+    if not isinstance(pose, (bytes, bytearray)):
+        return Rejected(0, "invalid_pose", "pose: expected the bytes of a .pose file")
+    try:
+        vector = search.embed_clips([bytes(pose)])
+    except ValueError as e:  # PoseInputError, PoseLayoutError
+        return Rejected(0, "unsupported_pose_layout" if isinstance(e, PoseLayoutError) else "invalid_pose",
+                        f"pose: {e}")
+    return SearchResult(name, search.search_clips(vector, k)[0], search.recognize(vector, k)[0])
+
+
+def pose_file(search: SignSearch, clip_id: str) -> bytes | None:
+    """The ``.pose`` bytes of one clip of the index (None for an id it does not hold)."""
+    from signclip.io import storage
+
+    path = search.pose_path(clip_id)
+    return None if path is None else storage.read_bytes(path)
+
+
 def holistic_runner(options: dict[str, Any] | None = None) -> HolisticRunner:
     """A Holistic runner with the given options (validated; an unusable option raises ``ValueError``)."""
     from signclip.extraction.holistic import HolisticConfig, HolisticRunner
@@ -150,6 +218,7 @@ class LocalBackend:
     def __init__(self, settings: ServiceSettings):
         self.settings = settings
         self._models = load_models(settings.models)
+        self._indexes = load_indexes(settings)
         self._runner: Any = None
         self._video_lock = threading.Lock()
 
@@ -176,3 +245,15 @@ class LocalBackend:
 
     async def models(self) -> dict[str, ModelInfo]:
         return {name: m.info for name, m in self._models.items()}
+
+    async def indexes(self) -> dict[str, IndexInfo]:
+        return {name: index_info(name, search) for name, search in self._indexes.items()}
+
+    async def search_text(self, index: str, query: str, k: int) -> SearchResult:
+        return (await asyncio.to_thread(search_texts, self._indexes, [(index, query, k)]))[0]
+
+    async def search_pose(self, index: str, pose: bytes, k: int) -> SearchResult | Rejected:
+        return await asyncio.to_thread(search_pose, self._indexes[index], index, pose, k)
+
+    async def pose_file(self, index: str, clip_id: str) -> bytes | None:
+        return await asyncio.to_thread(pose_file, self._indexes[index], clip_id)

@@ -1,7 +1,7 @@
 """ASGI middlewares of the API: request metrics, the bearer token, and the body size limit.
 
-Paths are taken relative to the app's mount point (Serve's ``route_prefix``), so ``/health`` is exempt
-from the token wherever the app is mounted.
+Paths are taken relative to the app's mount point (Serve's ``route_prefix``), so ``/health`` (and the page)
+are exempt from the token wherever the app is mounted.
 """
 
 from __future__ import annotations
@@ -73,14 +73,20 @@ class MetricsMiddleware:
             self.metrics.observe_request(scope.get("method", "?"), route, status, time.perf_counter() - started)
 
 
-class BearerTokenMiddleware:
-    """Requires ``Authorization: Bearer <token>`` on every path except the exempt ones."""
+PUBLIC_PATHS = frozenset({"/health", "/openapi.json", "/docs", "/"})  # nothing in them is the service's to guard
+PUBLIC_PREFIXES = ("/static/",)  # the page's scripts
 
-    def __init__(self, app: ASGIApp, token: str, exempt: frozenset[str] = frozenset({"/health", "/openapi.json", "/docs"})):
-        self.app, self.token, self.exempt = app, token.encode(), exempt
+
+class BearerTokenMiddleware:
+    """Requires ``Authorization: Bearer <token>`` on every path except the public ones."""
+
+    def __init__(self, app: ASGIApp, token: str, exempt: frozenset[str] = PUBLIC_PATHS,
+                 exempt_prefixes: tuple[str, ...] = PUBLIC_PREFIXES):
+        self.app, self.token, self.exempt, self.prefixes = app, token.encode(), exempt, exempt_prefixes
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http" or relative_path(scope) in self.exempt:
+        path = relative_path(scope) if scope["type"] == "http" else ""
+        if scope["type"] != "http" or path in self.exempt or path.startswith(self.prefixes):
             await self.app(scope, receive, send)
             return
         given = _header(scope, b"authorization") or b""

@@ -133,3 +133,42 @@ def safe_suffix(filename: str | None) -> str:
     """An upload's extension if it is a plain short one (FFmpeg may use it as a hint), else ``.video``."""
     ext = os.path.splitext(filename or "")[1].lower()
     return ext if re.fullmatch(r"\.[a-z0-9]{1,5}", ext) else ".video"
+
+
+def index_name(value: Any, settings: ServiceSettings, param: str = "index") -> str:
+    """A served index's name (the first one when ``value`` is absent)."""
+    if not settings.indexes:
+        raise ApiError(404, "this server serves no index (start it with --index NAME=DIR)", "no_index", param)
+    if value is None or value == "":
+        return next(iter(settings.indexes))
+    if not isinstance(value, str):
+        raise bad_request(f"'{param}' must be a string, got {_type_name(value)}", "wrong_type", param)
+    if value not in settings.indexes:
+        raise ApiError(404, f"index {value!r} is not served; available: {sorted(settings.indexes)}",
+                       "index_not_found", param)
+    return value
+
+
+def result_count(value: Any, settings: ServiceSettings, default: int = 10, param: str = "k") -> int:
+    """How many results a search asks for: 1 .. ``max_k``."""
+    if value is None or value == "":
+        return min(default, settings.max_k)
+    try:
+        k = int(value)
+        if isinstance(value, bool) or str(k) != str(value).strip():
+            raise ValueError
+    except (TypeError, ValueError):
+        raise bad_request(f"'{param}' must be a whole number, got {value!r}", "wrong_type", param) from None
+    if not 1 <= k <= settings.max_k:
+        raise bad_request(f"'{param}' is {k}; ask for 1 to {settings.max_k} results", "invalid_value", param)
+    return k
+
+
+def search_query(value: Any, settings: ServiceSettings, param: str = "q") -> str:
+    """A text query: a non-empty string within ``max_text_chars``."""
+    if not isinstance(value, str) or not value.strip():
+        raise bad_request(f"'{param}' is empty; send a word or phrase to look up", "empty_query", param)
+    if len(value) > settings.max_text_chars:
+        raise bad_request(f"'{param}' has {len(value)} characters; the limit is {settings.max_text_chars}",
+                          "text_too_long", param)
+    return value.strip()

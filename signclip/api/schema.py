@@ -62,6 +62,22 @@ class VideoUpload(BaseModel):
     return_pose: bool = Field(False, description="also return the extracted .pose, base64-encoded")
 
 
+class SignUpload(BaseModel):
+    """``multipart/form-data`` for a search by sign: a ``.pose`` file, or a video when extraction is enabled."""
+
+    file: bytes = Field(description="the .pose file (by its name's suffix) or a video")
+    k: int = Field(10, description="results wanted (1 .. max_k)")
+    index: str | None = Field(None, description="a served index (default: the first)")
+
+
+class SignRequest(BaseModel):
+    """A search by sign as JSON."""
+
+    pose: str = Field(description="a base64-encoded .pose file")
+    k: int = 10
+    index: str | None = None
+
+
 # -- responses --------------------------------------------------------------------------------------------------
 class Embeddings(BaseModel):
     embeddings: list[list[float]] = Field(description="one vector per input, in input order")
@@ -139,6 +155,50 @@ class Info(BaseModel):
     versions: dict[str, str]
 
 
+class IndexDescription(BaseModel):
+    name: str
+    clips: int
+    labels: int
+    model: str
+    fingerprint: str
+    similarity: str
+    mode: Literal["exact", "approximate"]
+
+
+class IndexList(BaseModel):
+    object: Literal["list"]
+    data: list[IndexDescription]
+
+
+class SearchHit(BaseModel):
+    rank: int
+    score: float
+    id: str
+    gloss: str
+    text: str
+    language: str
+    pose_url: str = Field(description="where its .pose is, relative to the service's root")
+
+
+class GlossHit(BaseModel):
+    rank: int
+    score: float
+    label: str = Field(description="the gloss, or the text when the index gives one")
+    language: str
+    clips: int = Field(description="clips of the index with this label")
+
+
+class SearchAnswer(BaseModel):
+    index: str
+    query: str | None = Field(None, description="the text query (text searches)")
+    hits: list[SearchHit]
+    glosses: list[GlossHit] = Field(description="the index's best labels for a clip query (empty for text)")
+
+
+class Skeleton(BaseModel):
+    limbs: dict[str, list[list[int]]] = Field(description="per component, connections a .pose header lacks")
+
+
 class ErrorDetail(BaseModel):
     message: str
     type: str
@@ -153,7 +213,7 @@ class Error(BaseModel):
 
 
 REQUEST_MODELS: tuple[type[BaseModel], ...] = (TextRequest, PoseRequest, ScoreRequest, OpenAIEmbeddingRequest,
-                                                PoseUpload, VideoUpload)
+                                                PoseUpload, VideoUpload, SignUpload, SignRequest)
 ERRORS = {code: {"model": Error, "description": text} for code, text in (
     (400, "invalid request (the message names the field)"), (401, "missing or wrong bearer token"),
     (404, "unknown route or model"), (413, "body over the size limit"), (422, "an input the model refuses"),

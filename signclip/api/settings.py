@@ -4,6 +4,7 @@ Settings come from a mapping (the ``args:`` of a Serve config, or command-line f
 filling what the mapping leaves out:
 
 - ``SIGNCLIP_MODELS``: ``name=dir,name=dir`` when no ``models`` are given;
+- ``SIGNCLIP_INDEXES``: ``name=dir,name=dir`` (embedding directories to search) when no ``indexes`` are given;
 - ``SIGNCLIP_CORS_ORIGINS``: comma-separated origins when no ``cors_origins`` are given;
 - the bearer token itself is never a setting: it is read from the environment variable named by
   ``api_token_env`` (``SIGNCLIP_API_TOKEN``) where the gateway runs, so it stays out of configs and logs.
@@ -19,11 +20,12 @@ from pathlib import Path
 from typing import Any
 
 MODELS_ENV = "SIGNCLIP_MODELS"
+INDEXES_ENV = "SIGNCLIP_INDEXES"
 CORS_ENV = "SIGNCLIP_CORS_ORIGINS"
 MiB = 1 << 20
 
 
-def parse_models(spec: str | Mapping[str, str] | list[str]) -> dict[str, str]:
+def parse_models(spec: str | Mapping[str, str] | list[str], what: str = "model") -> dict[str, str]:
     """``{"name": dir}`` from a mapping, ``["name=dir", ...]`` or ``"name=dir,name=dir"``."""
     if isinstance(spec, Mapping):
         pairs = [(str(k), str(v)) for k, v in spec.items()]
@@ -35,12 +37,12 @@ def parse_models(spec: str | Mapping[str, str] | list[str]) -> dict[str, str]:
                 continue
             name, sep, directory = item.partition("=")
             if not sep or not name.strip() or not directory.strip():
-                raise ValueError(f"model {item!r}: expected NAME=DIRECTORY")
+                raise ValueError(f"{what} {item!r}: expected NAME=DIRECTORY")
             pairs.append((name.strip(), directory.strip()))
     models: dict[str, str] = {}
     for name, directory in pairs:
         if name in models:
-            raise ValueError(f"model name {name!r} is given twice")
+            raise ValueError(f"{what} name {name!r} is given twice")
         models[name] = directory
     return models
 
@@ -64,6 +66,11 @@ class ServiceSettings:
     retry_after_s: int = 1  # Retry-After sent with 503 (overloaded / replica restarting)
     request_timeout_s: float = 120.0  # longest wait for a model deployment's answer (504 after)
     torch_threads: int = 0  # intra-op threads per model replica (0: the replica's CPUs, at least 1)
+    indexes: dict[str, str] = field(default_factory=dict)  # index name -> embedding directory (signclip embed)
+    index_models: dict[str, str] = field(default_factory=dict)  # index name -> its model, if not where it says
+    search_mode: str = "auto"  # exact, approximate (FAISS HNSW) or auto (approximate above approximate_above)
+    approximate_above: int = 200_000  # clips beyond which "auto" builds the approximate index
+    max_k: int = 100  # results a search may ask for
 
     def __post_init__(self) -> None:
         if not isinstance(self.models, dict):
@@ -75,7 +82,14 @@ class ServiceSettings:
             self.default_model = "default" if "default" in self.models else next(iter(self.models))
         if self.default_model not in self.models:
             raise ValueError(f"default_model {self.default_model!r} is not among the models {sorted(self.models)}")
-        for name in ("max_items", "max_poses", "max_text_chars", "max_body_bytes", "max_upload_bytes"):
+        if not isinstance(self.indexes, dict):
+            self.indexes = parse_models(self.indexes, "index")
+        if self.search_mode not in ("auto", "exact", "approximate"):
+            raise ValueError(f"search_mode {self.search_mode!r}: expected auto, exact or approximate")
+        unknown = sorted(set(self.index_models) - set(self.indexes))
+        if unknown:
+            raise ValueError(f"index_models name indexes that are not served: {unknown}")
+        for name in ("max_items", "max_poses", "max_text_chars", "max_body_bytes", "max_upload_bytes", "max_k"):
             if int(getattr(self, name)) < 1:
                 raise ValueError(f"{name} must be at least 1, not {getattr(self, name)!r}")
         if self.max_video_seconds <= 0 or self.request_timeout_s <= 0 or self.retry_after_s < 0:
@@ -100,12 +114,19 @@ class ServiceSettings:
             raise ValueError(f"unknown service setting(s) {unknown}; known: {sorted(known)}")
         if not args.get("models") and env.get(MODELS_ENV):
             args["models"] = env[MODELS_ENV]
+        if not args.get("indexes") and env.get(INDEXES_ENV):
+            args["indexes"] = env[INDEXES_ENV]
         if not args.get("cors_origins") and env.get(CORS_ENV):
             args["cors_origins"] = env[CORS_ENV]
         if "models" in args:
             args["models"] = parse_models(args["models"])
+        for key in ("indexes", "index_models"):
+            if key in args:
+                args[key] = parse_models(args[key], "index")
         settings = cls(**args)
         settings.models = {name: resolve_model(d, base_dir) for name, d in settings.models.items()}
+        settings.indexes = {name: resolve_index(d, base_dir) for name, d in settings.indexes.items()}
+        settings.index_models = {name: resolve_model(d, base_dir) for name, d in settings.index_models.items()}
         return settings
 
     def api_token(self, environ: Mapping[str, str] | None = None) -> str | None:
@@ -117,7 +138,7 @@ class ServiceSettings:
     def public_limits(self) -> dict[str, Any]:
         """The limits a client may want to know (``GET /info``)."""
         return {name: getattr(self, name) for name in ("max_items", "max_poses", "max_text_chars", "max_body_bytes",
-                                                       "max_upload_bytes", "max_video_seconds")}
+                                                       "max_upload_bytes", "max_video_seconds", "max_k")}
 
 
 def resolve_model(location: str, base_dir: str | os.PathLike | None = None) -> str:
@@ -143,3 +164,17 @@ def resolve_model(location: str, base_dir: str | os.PathLike | None = None) -> s
         raise ValueError(f"model directory {location!r} ({path}) holds no native SignCLIP model "
                          f"(needs {CONFIG} and {WEIGHTS}; see `signclip import-checkpoint`)")
     return str(path)
+
+
+def resolve_index(location: str, base_dir: str | os.PathLike | None = None) -> str:
+    """An embedding directory as every replica can name it (a URL as given, else absolute); ``ValueError``
+    unless it holds embedding shards written by ``signclip embed``."""
+    from signclip.io import embedding_store, storage
+
+    if not storage.is_remote(location):
+        path = Path(location).expanduser()
+        location = str((path if path.is_absolute() else Path(base_dir or os.getcwd()) / path).resolve())
+    if not embedding_store.list_shards(location):
+        raise ValueError(f"index {location!r} holds no embeddings (expected {embedding_store.shards_dir(location)}/"
+                         "part-*.parquet, written by `signclip embed`)")
+    return location

@@ -51,3 +51,28 @@ class ModelInfo:
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
+
+
+@dataclass(frozen=True)
+class IndexInfo:
+    """What ``GET /v1/indexes`` says about one served index."""
+
+    name: str
+    clips: int  # embedded clips it searches
+    labels: int  # distinct glosses / texts it recognises
+    model: str  # the model its queries are embedded with (as the embeddings name it)
+    fingerprint: str  # that model's fingerprint
+    similarity: str  # dot / cosine
+    mode: str  # exact / approximate
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+@dataclass(frozen=True)
+class SearchResult:
+    """The nearest clips of an index for one query and, for a clip query, its best labels."""
+
+    index: str
+    hits: list  # signclip.search.lookup.Hit, best first
+    glosses: list = field(default_factory=list)  # signclip.search.lookup.Label, best first (clip queries)

@@ -24,11 +24,19 @@ def is_remote(path: str) -> bool:
     return "://" in path and not path.startswith("file://")
 
 
+# Object stores whose fsspec filesystems cache directory listings. Other processes of a job (on other nodes)
+# write into the same folders, so a cached listing is a stale one: a shard listed but "not found", a pose
+# that exists reported missing. Listings are always asked afresh.
+_LISTING_CACHES = ("s3", "gs", "gcs")
+
+
 @lru_cache(maxsize=8)
 def _filesystem(protocol: str, endpoint: str | None) -> fsspec.AbstractFileSystem:
     kwargs: dict = {}
     if protocol == "s3" and endpoint:
         kwargs["client_kwargs"] = {"endpoint_url": endpoint}
+    if protocol in _LISTING_CACHES:
+        kwargs["use_listings_cache"] = False
     return fsspec.filesystem(protocol, **kwargs)
 
 

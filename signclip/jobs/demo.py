@@ -1,6 +1,6 @@
 """The whole system on a laptop, on the real sample data: extract -> train -> embed -> evaluate -> serve.
 
-    make demo                                   # or: .venv/bin/python -m signclip.jobs.demo [--out runs/demo]
+    make demo                                   # or: .venv/bin/python -m signclip.jobs.demo [--output runs/demo]
 
 1. extract poses from the two sample videos (Ray Data, MediaPipe Holistic);
 2. train a small model briefly on augmented copies of the real poses (Ray Train, 2 workers): the four
@@ -123,7 +123,7 @@ def main(argv: list[str] | None = None) -> int:
         pd.DataFrame(train_rows).to_csv(run / "train.csv", index=False)
         val_rows = write_validation_copies(sources, run / "val_poses")
         pd.DataFrame(val_rows).to_csv(run / "val.csv", index=False)
-        code = train.main(["--train", str(run / "train.csv"), "--val", str(run / "val.csv"), "--out",
+        code = train.main(["--train", str(run / "train.csv"), "--val", str(run / "val.csv"), "--output",
                            str(run / "train"), "--preset", args.preset, "--epochs", str(args.epochs),
                            "--batch-size", "4", "--unique-texts", "--lr", "2e-4", "--warmup-steps", "10",
                            "--rotation-std", "0.1", "--shear-std", "0.1", "--scale-std", "0.1",

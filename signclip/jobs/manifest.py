@@ -1,9 +1,9 @@
 """A dataset as published -> train / val / test manifests that every other job reads.
 
-    signclip manifest asl_citizen --root data/ASL_Citizen --out manifests/asl_citizen --clean-glosses
-    signclip manifest wlasl --root data/WLASL --out manifests/wlasl --set subset=100
-    signclip manifest spreadthesign --root data/spreadthesign --out manifests/sts --val-fraction 0.001
-    signclip manifest asl_signs --root data/asl-signs --out manifests/asl_signs --write-poses data/asl-signs-poses
+    signclip manifest asl_citizen --root data/ASL_Citizen --output manifests/asl_citizen --clean-glosses
+    signclip manifest wlasl --root data/WLASL --output manifests/wlasl --set subset=100
+    signclip manifest spreadthesign --root data/spreadthesign --output manifests/sts --val-fraction 0.001
+    signclip manifest asl_signs --root data/asl-signs --output manifests/asl_signs --write-poses data/asl-signs-poses
     python -m signclip.jobs.manifest --help
 
 Datasets: spreadthesign, asl_citizen, sem_lex, wlasl, rwth_fingerspelling, asl_signs (Google's Kaggle

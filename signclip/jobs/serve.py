@@ -3,6 +3,7 @@
     signclip serve --model default=models/e7.2 --host 127.0.0.1 --port 8000
     signclip serve --model default=s3://bucket/models/e7.2 --address ray://head:10001
     signclip serve --config cluster/serve.yaml          # the models, limits and scaling of the Serve config
+    signclip serve --model default=models/e7.2 --index asl=runs/emb    # + dictionary search and the page at /
 """
 
 from __future__ import annotations
@@ -27,6 +28,13 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--model", action="append", default=[], metavar="NAME=DIR|URL",
                         help="a model to serve (repeatable), a directory or s3://...; overrides the config's models")
+    parser.add_argument("--index", action="append", default=[], metavar="NAME=DIR|URL",
+                        help="an embedding directory (signclip embed) to search, as /v1/search and the page at / "
+                             "(repeatable); its queries are embedded with the model its embeddings name")
+    parser.add_argument("--index-model", action="append", default=[], metavar="NAME=DIR|URL",
+                        help="the model of index NAME when it is not where its embeddings say (moved, another node)")
+    parser.add_argument("--search-mode", choices=("auto", "exact", "approximate"), default=None,
+                        help="exact search, approximate (FAISS HNSW), or auto: approximate for large indexes")
     parser.add_argument("--config", help="a Serve config YAML (cluster/serve.yaml): models, limits, scaling")
     parser.add_argument("--app-name", default=None, help="which application of --config (default: the first)")
     parser.add_argument("--host", default=None, help="address to bind (default 127.0.0.1, local only)")
@@ -58,6 +66,12 @@ def main(argv: list[str] | None = None) -> int:
         config_proxy = http.pop("proxy_location", None)
         if args.model:
             app_args["models"] = parse_models(args.model)
+        if args.index:
+            app_args["indexes"] = parse_models(args.index, "index")
+        if args.index_model:
+            app_args["index_models"] = parse_models(args.index_model, "index")
+        if args.search_mode:
+            app_args["search_mode"] = args.search_mode
         if args.no_video:
             app_args["enable_video"] = False
         if args.cors_origin:
@@ -89,6 +103,8 @@ def main(argv: list[str] | None = None) -> int:
                     proxy_location=args.proxy_location or config_proxy or "HeadOnly")
         serve.run(make_app(settings, options), name=args.app_name or APP_NAME, route_prefix="/")
         log.info("serving %s on http://%s:%d (Ctrl-C or SIGTERM to stop)", sorted(settings.models), host, port)
+        if settings.indexes:
+            log.info("dictionary page over %s: http://%s:%d/", sorted(settings.indexes), host, port)
         received = signal.sigwait(stop)
         log.info("%s: shutting the service down", signal.Signals(received).name)
     finally:

@@ -4,7 +4,7 @@
     signclip submit embed --model s3://bucket/models/e7.2 --input s3://bucket/poses --output s3://bucket/emb \\
         --address http://head:8265 --env 'AWS_*' --env SIGNCLIP_CACHE=/tmp/signclip
     signclip submit train --address http://head:8265 --image registry.example.org/signclip:0.1.0 --no-wait \\
-        -- --train s3://bucket/train.parquet --val s3://bucket/val.parquet --out s3://bucket/runs/small
+        -- --train s3://bucket/train.parquet --val s3://bucket/val.parquet --output s3://bucket/runs/small
 
 The job runs as ``python -m signclip.jobs.<JOB> <job args>`` on the cluster, in a runtime environment made of this
 checkout (``--working-dir``, uploaded without ``.venv/``, ``runs/``, ``.git/``) or of a container image

@@ -1,6 +1,6 @@
 """Distributed contrastive training on Ray Train, with Ray Data feeding featurised, augmented poses.
 
-    .venv/bin/python -m signclip.jobs.train --train train.parquet --val val.parquet --out runs/small \\
+    .venv/bin/python -m signclip.jobs.train --train train.parquet --val val.parquet --output runs/small \\
         --preset small --epochs 5 --batch-size 32 --workers 2 --cpus-per-worker 0.5
 
 Every worker computes the same per-epoch plan of global batches (``signclip.training.batching``), takes its slice

@@ -156,6 +156,11 @@ class SignSearch:
             self._labels = (labels, index)
         return self._labels
 
+    @property
+    def labels(self) -> list[tuple[str, str, str, int]]:
+        """The distinct labels it recognises: (label, language, prompt, clips with it)."""
+        return self._label_index()[0]
+
     def recognize(self, vectors: np.ndarray, k: int = 5) -> list[list[Label]]:
         """The ``k`` labels of the corpus (distinct glosses / texts) most similar to each embedded query clip."""
         labels, index = self._label_index()

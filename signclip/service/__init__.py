@@ -21,11 +21,11 @@ from typing import Any
 from ray import serve
 
 from signclip.api.settings import ServiceSettings
-from signclip.service.deployments import PoseEmbedder, TextEmbedder, VideoToPose
+from signclip.service.deployments import PoseEmbedder, SearchIndex, TextEmbedder, VideoToPose
 from signclip.service.gateway import Gateway
 
 APP_NAME = "signclip"
-DEPLOYMENTS = ("Gateway", "TextEmbedder", "PoseEmbedder", "VideoToPose")
+DEPLOYMENTS = ("Gateway", "TextEmbedder", "PoseEmbedder", "VideoToPose", "SearchIndex")
 
 
 def make_app(settings: ServiceSettings, options: Mapping[str, Mapping[str, Any]] | None = None) -> serve.Application:
@@ -39,8 +39,9 @@ def make_app(settings: ServiceSettings, options: Mapping[str, Mapping[str, Any]]
         return deployment.options(**options[deployment.name]) if deployment.name in options else deployment
 
     video = configured(VideoToPose).bind(settings) if settings.enable_video else None
+    search = configured(SearchIndex).bind(settings) if settings.indexes else None
     return configured(Gateway).bind(configured(TextEmbedder).bind(settings), configured(PoseEmbedder).bind(settings),
-                                    video, settings)
+                                    video, search, settings)
 
 
 def build_app(args: dict[str, Any] | None = None) -> serve.Application:

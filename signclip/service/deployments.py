@@ -3,6 +3,8 @@
 - ``TextEmbedder``: the text tower of every served model, requests batched with ``@serve.batch``.
 - ``PoseEmbedder``: pose features and the pose tower, requests batched with ``@serve.batch``.
 - ``VideoToPose``: MediaPipe Holistic extraction of uploaded videos (optional).
+- ``SearchIndex``: the served indexes (``--index``), each with the model its embeddings were made with; text
+  queries batched with ``@serve.batch``, clip queries and the clips' ``.pose`` files (optional).
 
 Every model replica embeds with :class:`signclip.Embedder`, the batch jobs' embedder, so an item's
 vector is the offline one whatever else shares its batch. Models given as URLs are fetched by each replica
@@ -20,9 +22,20 @@ from typing import Any
 
 from ray import serve
 
-from signclip.api.backend import embed_grouped, featurize_all, holistic_runner, load_models, video_to_pose
+from signclip.api.backend import (
+    embed_grouped,
+    featurize_all,
+    holistic_runner,
+    index_info,
+    load_indexes,
+    load_models,
+    pose_file,
+    search_pose,
+    search_texts,
+    video_to_pose,
+)
 from signclip.api.settings import ServiceSettings
-from signclip.api.types import Embedded, ExtractedPose, ModelInfo, Rejected
+from signclip.api.types import Embedded, ExtractedPose, IndexInfo, ModelInfo, Rejected, SearchResult
 
 log = logging.getLogger(__name__)
 
@@ -122,3 +135,35 @@ class VideoToPose:
                 return video_to_pose(self.runner, video, self.settings.max_video_seconds, suffix)
 
         return await asyncio.to_thread(run)
+
+
+@serve.deployment(name="SearchIndex", ray_actor_options={"num_cpus": 0.5}, max_ongoing_requests=64,
+                  max_queued_requests=256, autoscaling_config=EMBEDDER_AUTOSCALING)
+class SearchIndex:
+    """Every served index, loaded once per replica with the model its embeddings name (fetched onto this node)."""
+
+    def __init__(self, settings: ServiceSettings):
+        threads = _set_torch_threads(settings)
+        self.indexes = load_indexes(settings)
+        self._batch.set_max_batch_size(TEXT_BATCH_ITEMS)
+        log.info("SearchIndex ready: %s, %d torch threads",
+                 {name: len(search.corpus) for name, search in self.indexes.items()}, threads)
+
+    def ready(self) -> dict[str, Any]:
+        return {"indexes": sorted(self.indexes), "pid": os.getpid()}
+
+    def info(self) -> dict[str, IndexInfo]:
+        return {name: index_info(name, search) for name, search in self.indexes.items()}
+
+    async def search_text(self, index: str, query: str, k: int) -> SearchResult:
+        return await self._batch((index, query, k))
+
+    @serve.batch(max_batch_size=TEXT_BATCH_ITEMS, batch_wait_timeout_s=BATCH_WAIT_S)
+    async def _batch(self, requests: list[tuple[str, str, int]]) -> list[SearchResult]:
+        return await asyncio.to_thread(search_texts, self.indexes, requests)
+
+    async def search_pose(self, index: str, pose: bytes, k: int) -> SearchResult | Rejected:
+        return await asyncio.to_thread(search_pose, self.indexes[index], index, pose, k)
+
+    async def pose_file(self, index: str, clip_id: str) -> bytes | None:
+        return await asyncio.to_thread(pose_file, self.indexes[index], clip_id)

@@ -12,7 +12,7 @@ from ray.serve.handle import DeploymentHandle, DeploymentResponse
 from signclip.api.app import create_app
 from signclip.api.errors import ApiError, overloaded
 from signclip.api.settings import ServiceSettings
-from signclip.api.types import Embedded, ExtractedPose, ModelInfo, Rejected
+from signclip.api.types import Embedded, ExtractedPose, IndexInfo, ModelInfo, Rejected, SearchResult
 
 log = logging.getLogger(__name__)
 
@@ -21,9 +21,10 @@ class ServeBackend:
     """The gateway's :class:`~signclip.api.backend.Backend`: calls the model deployments, maps Ray's failures."""
 
     def __init__(self, text: DeploymentHandle, pose: DeploymentHandle, video: DeploymentHandle | None,
-                 settings: ServiceSettings):
-        self.text, self.pose, self.video, self.settings = text, pose, video, settings
+                 search: DeploymentHandle | None, settings: ServiceSettings):
+        self.text, self.pose, self.video, self.search, self.settings = text, pose, video, search, settings
         self._models: dict[str, ModelInfo] | None = None
+        self._indexes: dict[str, IndexInfo] | None = None
 
     async def _await(self, response: DeploymentResponse, timeout_s: float | None = None) -> Any:
         from ray.exceptions import ActorUnavailableError, RayActorError
@@ -56,23 +57,45 @@ class ServeBackend:
     async def ready(self) -> dict[str, Any]:
         """Ready when the text and pose deployments hold every model; video extraction is reported, not required
         (a busy extractor must not take the embedding service out of rotation)."""
-        parts = {"text": self.text, "pose": self.pose} | ({"video": self.video} if self.video else {})
+        parts = {"text": self.text, "pose": self.pose} | ({"video": self.video} if self.video else {}) | \
+            ({"search": self.search} if self.search else {})
         answers = await asyncio.gather(*(self._await(h.ready.remote(), timeout_s=5.0) for h in parts.values()),
                                        return_exceptions=True)
         components = {}
         for name, answer in zip(parts, answers, strict=True):
             if isinstance(answer, BaseException):
                 log.info("%s not ready: %s", name, answer)
-            ok = not isinstance(answer, BaseException) and (name == "video" or
-                                                            set(answer["models"]) == set(self.settings.models))
+            ok = not isinstance(answer, BaseException) and (
+                name == "video" or (name == "search" and set(answer["indexes"]) == set(self.settings.indexes))
+                or set(answer.get("models", ())) == set(self.settings.models))
             components[name] = "ready" if ok else "not ready"
-        return {"ready": components["text"] == components["pose"] == "ready", "components": components,
+        required = ("text", "pose", "search") if self.search else ("text", "pose")
+        return {"ready": all(components[name] == "ready" for name in required), "components": components,
                 "models": sorted(self.settings.models)}
 
     async def models(self) -> dict[str, ModelInfo]:
         if self._models is None:
             self._models = await self._await(self.text.info.remote())
         return self._models
+
+    def _searching(self) -> DeploymentHandle:
+        if self.search is None:
+            raise ApiError(404, "this server serves no index (start it with --index NAME=DIR)", "no_index")
+        return self.search
+
+    async def indexes(self) -> dict[str, IndexInfo]:
+        if self._indexes is None:
+            self._indexes = await self._await(self._searching().info.remote())
+        return self._indexes
+
+    async def search_text(self, index: str, query: str, k: int) -> SearchResult:
+        return await self._await(self._searching().search_text.remote(index, query, k))
+
+    async def search_pose(self, index: str, pose: bytes, k: int) -> SearchResult | Rejected:
+        return await self._await(self._searching().search_pose.remote(index, pose, k))
+
+    async def pose_file(self, index: str, clip_id: str) -> bytes | None:
+        return await self._await(self._searching().pose_file.remote(index, clip_id))
 
 
 @serve.deployment(name="Gateway", ray_actor_options={"num_cpus": 0.25}, max_ongoing_requests=128,
@@ -83,9 +106,9 @@ class Gateway:
     """The HTTP ingress: :func:`signclip.api.create_app` over the model deployments."""
 
     def __init__(self, text: DeploymentHandle, pose: DeploymentHandle, video: DeploymentHandle | None,
-                 settings: ServiceSettings):
+                 search: DeploymentHandle | None, settings: ServiceSettings):
         self.settings = settings
-        self.backend = ServeBackend(text, pose, video, settings)
+        self.backend = ServeBackend(text, pose, video, search, settings)
 
     def __serve_build_asgi_app__(self) -> Any:
         return create_app(self.backend, self.settings)
