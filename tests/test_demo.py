@@ -17,7 +17,7 @@ pytestmark = pytest.mark.ray
 def test_demo_runs_end_to_end(tmp_path):
     run = tmp_path / "demo"
     env = dict(os.environ, RAY_AUTH_MODE="disabled")
-    done = subprocess.run([sys.executable, "-m", "signclip.jobs.demo", "--out", str(run), "--port", "18765"],
+    done = subprocess.run([sys.executable, "-m", "signclip.jobs.demo", "--output", str(run), "--port", "18765"],
                           env=env, capture_output=True, text=True, timeout=1100,
                           cwd=Path(__file__).resolve().parent.parent)
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
@@ -31,3 +31,5 @@ def test_demo_runs_end_to_end(tmp_path):
         assert (run / "evaluation" / plot).stat().st_size > 0
     table = done.stdout.split("[5/5]")[1]
     assert "<en> <ase> house" in table and "house-colin-1" in table
+    assert "the dictionary page over the sample poses: http://127.0.0.1:18765/" in table
+    assert "dictionary search for '<en> <ase> house': " in table and "serving until Ctrl-C" not in table

@@ -23,6 +23,8 @@ import pytest
 
 import signclip
 from signclip.io.model_cache import fingerprint
+from signclip.search.lookup import SignSearch
+from tests.embed_helpers import write_corpus
 
 # Each test is bounded; the bound includes starting Ray and both apps for whichever test runs first.
 pytestmark = [pytest.mark.ray, pytest.mark.timeout(300)]
@@ -62,18 +64,23 @@ def poses(poses_dir) -> dict[str, bytes]:
 
 
 @pytest.fixture(scope="module")
-def service(ray_local, model_dir):
+def index_dir(tmp_path_factory, poses_dir, model_dir) -> str:
+    return write_corpus(tmp_path_factory.mktemp("serve-index"), poses_dir, model_dir)
+
+
+@pytest.fixture(scope="module")
+def service(ray_local, model_dir, index_dir):
     from ray import serve
 
     port = _free_port()
     serve.start(http_options={"host": "127.0.0.1", "port": port})
     try:
-        yield _deploy(serve, port, model_dir)
+        yield _deploy(serve, port, model_dir, index_dir)
     finally:
         serve.shutdown()
 
 
-def _deploy(serve, port: int, model_dir: Path) -> SimpleNamespace:
+def _deploy(serve, port: int, model_dir: Path, index_dir: str) -> SimpleNamespace:
     from signclip.api import ServiceSettings
     from signclip.service import make_app
 
@@ -86,13 +93,15 @@ def _deploy(serve, port: int, model_dir: Path) -> SimpleNamespace:
                                               "max_ongoing_requests": 1, "max_queued_requests": 1,
                                               "ray_actor_options": {"num_cpus": 0.25}}}),
               name="signclip", route_prefix="/")
-    guarded = ServiceSettings.from_mapping({"models": {"default": str(model_dir)}, "enable_video": False})
+    guarded = ServiceSettings.from_mapping({"models": {"default": str(model_dir)}, "enable_video": False,
+                                            "indexes": {"samples": index_dir}})
     env = {"runtime_env": {"env_vars": {"SIGNCLIP_API_TOKEN": TOKEN}}}
     serve.run(make_app(guarded, {"Gateway": {"num_replicas": 1, "autoscaling_config": None,
                                              "max_ongoing_requests": 1, "max_queued_requests": 1,
                                              "ray_actor_options": {"num_cpus": 0.1, **env}},
                                  "TextEmbedder": {**one, "ray_actor_options": {"num_cpus": 0.1}},
-                                 "PoseEmbedder": {**one, "ray_actor_options": {"num_cpus": 0.1}}}),
+                                 "PoseEmbedder": {**one, "ray_actor_options": {"num_cpus": 0.1}},
+                                 "SearchIndex": {**one, "ray_actor_options": {"num_cpus": 0.1}}}),
               name="bp", route_prefix="/bp")
     base = f"http://127.0.0.1:{port}"
     return SimpleNamespace(url=base, bp=f"{base}/bp", serve=serve)
@@ -401,3 +410,28 @@ def test_pose_replica_killed_mid_load_recovers(service, offline, poses):
         r = _embed_pose(service.url, [poses["sad-colin"]])
         assert r.status_code == 200
         np.testing.assert_allclose(r.json()["embeddings"], expected, atol=1e-5)
+
+
+# --- dictionary search on Serve ------------------------------------------------------------------------
+
+def test_search_routes_and_page_on_serve(service, index_dir, poses):
+    """The SearchIndex deployment answers as the offline search does; the page works below a route prefix."""
+    auth = {"Authorization": f"Bearer {TOKEN}"}
+    query = "<en> <ase> sad"
+    r = httpx.get(f"{service.bp}/v1/search", params={"q": query, "k": 3}, headers=auth, timeout=60)
+    assert r.status_code == 200, r.text
+    offline = SignSearch.load(index_dir).search(query, k=3)
+    assert [h["id"] for h in r.json()["hits"]] == [h.id for h in offline]
+    r = httpx.post(f"{service.bp}/v1/search", files={"file": ("c.pose", poses["house-colin-1"])}, headers=auth,
+                   timeout=60)
+    assert r.status_code == 200 and r.json()["hits"][0]["id"] == "house-colin-1" and r.json()["glosses"]
+    pose = httpx.get(f"{service.bp}/v1/poses/samples/sad-colin", headers=auth, timeout=60)
+    assert pose.status_code == 200 and pose.content == poses["sad-colin"]
+    assert httpx.get(f"{service.bp}/v1/search", params={"q": query}, timeout=60).status_code == 401
+    page = httpx.get(f"{service.bp}/", timeout=60)  # public; its scripts are found relative to the prefix
+    assert page.status_code == 200 and 'src="static/app.js"' in page.text
+    assert httpx.get(f"{service.bp}/static/pose.js", timeout=60).status_code == 200
+    ready = httpx.get(f"{service.bp}/ready", headers=auth, timeout=60).json()
+    assert ready["ready"] and ready["components"]["search"] == "ready"
+    assert httpx.get(f"{service.url}/v1/search", params={"q": query}, timeout=60).json()["error"]["code"] == \
+        "no_index"

@@ -8,8 +8,9 @@
 3. bulk-embed the validation clips (different augmented copies) and every sample pose, the invalid
    ones included, which get a status row instead of an embedding (Ray Data);
 4. evaluate retrieval and recognition (results table printed, plots written);
-5. start the embedding server on 127.0.0.1, query it like the original API's clients, print a
-   prompt x clip similarity table; shut everything down.
+5. start the server on 127.0.0.1 with the sample poses as a dictionary index, query it like the original
+   API's clients, print a prompt x clip similarity table and the page's address; in a terminal, keep serving
+   the page until Ctrl-C, else shut everything down.
 Every stage writes into one run directory.
 """
 
@@ -20,6 +21,7 @@ import base64
 import json
 import logging
 import os
+import sys
 import time
 from pathlib import Path
 
@@ -63,8 +65,10 @@ def write_validation_copies(sources: dict[str, tuple[str, str]], folder: Path) -
     return rows
 
 
-def serve_and_query(model_dir: Path, clips: dict[str, str], prompts: list[str], port: int) -> np.ndarray:
-    """Start the server, embed prompts and poses through the original API's routes, stop the server."""
+def serve_and_query(model_dir: Path, index: Path, clips: dict[str, str], prompts: list[str], port: int,
+                    keep_serving: bool) -> np.ndarray:
+    """Start the server (the model, and ``index`` for the page), embed prompts and poses through the original API's
+    routes, print the page's address; stop the server, or when ``keep_serving`` first wait for Ctrl-C."""
     import httpx
     from ray import serve
 
@@ -73,7 +77,8 @@ def serve_and_query(model_dir: Path, clips: dict[str, str], prompts: list[str], 
 
     serve.start(http_options={"host": "127.0.0.1", "port": port})
     try:
-        settings = ServiceSettings.from_mapping({"models": {"default": str(model_dir)}, "enable_video": False})
+        settings = ServiceSettings.from_mapping({"models": {"default": str(model_dir)}, "enable_video": False,
+                                                "indexes": {"samples": str(index)}})
         serve.run(make_app(settings), name=APP_NAME, route_prefix="/")
         url = f"http://127.0.0.1:{port}"
         deadline = time.monotonic() + 120
@@ -85,6 +90,17 @@ def serve_and_query(model_dir: Path, clips: dict[str, str], prompts: list[str], 
         texts = httpx.request("GET", f"{url}/api/embed/text", json={"text": prompts}, timeout=60).json()
         poses = httpx.request("GET", f"{url}/api/embed/pose", timeout=60, json={
             "pose": [base64.b64encode(Path(p).read_bytes()).decode() for p in clips.values()]}).json()
+        found = httpx.get(f"{url}/v1/search", params={"q": prompts[0], "k": 3}, timeout=60).json()
+        print(f"dictionary search for {prompts[0]!r}: " + ", ".join(f"{h['id']} ({h['score']:.3f})"
+                                                                  for h in found["hits"]))
+        print(f"the dictionary page over the sample poses: {url}/")
+        if keep_serving:
+            print("serving until Ctrl-C", flush=True)
+            try:
+                while True:
+                    time.sleep(3600)
+            except KeyboardInterrupt:
+                print()
         return np.asarray(texts["embeddings"]) @ np.asarray(poses["embeddings"]).T
     finally:
         serve.shutdown()
@@ -97,6 +113,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--preset", default="small", help="model preset to train (default small)")
     parser.add_argument("--epochs", type=int, default=6)
     parser.add_argument("--port", type=int, default=8765)
+    parser.add_argument("--serve", action=argparse.BooleanOptionalAction, default=None,
+                        help="keep serving the page until Ctrl-C (default: when run in a terminal)")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     os.environ.setdefault("RAY_AUTH_MODE", "disabled")
@@ -146,10 +164,12 @@ def main(argv: list[str] | None = None) -> int:
         results = json.loads((run / "evaluation" / "results.json").read_text())
         print(json.dumps({k: results[k] for k in ("v2t", "t2v") if k in results}, indent=1))
 
-        banner(5, f"serve the model on http://127.0.0.1:{args.port} and query it like the original clients")
+        banner(5, f"serve the model on http://127.0.0.1:{args.port}: the original API and the dictionary page")
         clips = {Path(rel).stem: str(data / rel) for rel in sample_data.LABELLED_POSES}
         prompts = [f"<en> <ase> {g}" for g in ["house", "sad", "library", "police"]] + ["random text"]
-        print(table(prompts, list(clips), serve_and_query(model_dir, clips, prompts, args.port)))
+        keep_serving = args.serve if args.serve is not None else sys.stdin.isatty() and sys.stdout.isatty()
+        scores = serve_and_query(model_dir, run / "sample_embeddings", clips, prompts, args.port, keep_serving)
+        print(table(prompts, list(clips), scores))
     finally:
         ray.shutdown()
     print(f"\ndone in {time.perf_counter() - started:.0f}s; everything is in {run}")
