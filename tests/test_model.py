@@ -128,7 +128,7 @@ def test_save_load_round_trip(tiny, paths, tmp_path):
     params = dict(loaded.named_parameters())
     assert all(p.device.type == "cpu" and p.requires_grad for p in params.values())
     assert all(torch.equal(params[k], v) for k, v in tiny.state_dict().items())
-    assert Embedder(loaded).max_batch_frames == CPU_BATCH_FRAMES
+    assert Embedder(loaded).max_batch_frames == CPU_BATCH_FRAMES * (768 // 32)  # narrow: more frames a pass
 
 
 def test_load_reports_missing_and_unexpected_tensors(tiny, tmp_path):

@@ -2,8 +2,8 @@
 
 ``signclip/jobs/embed.py`` chains them with Ray Data::
 
-    items -> [PosesFromVideos actors] -> featurize tasks (CPU) -> EmbedActor pool (model loaded once, GPU if
-    any) -> write_shard tasks -> one small row per shard back to the driver
+    items -> [PosesFromVideos actors] -> [featurize tasks, for GPU actors] -> EmbedActor pool (model loaded
+    once; on CPU it featurises its clips itself) -> write_shard tasks -> one small row per shard to the driver
 
 A batch is a dict of equal-length numpy arrays. Between stages a clip's features travel as the bytes of
 its float32 ``[T, D]`` array plus ``frames``; a failed row carries ``status="failed"`` and its ``error``
@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import os
 import time
 from dataclasses import dataclass
 from typing import Any
@@ -40,6 +41,7 @@ class RunSpec:
     feature_dim: int
     max_frames: int
     embedding_dim: int
+    weights_bytes: int  # size of its weights (what an actor holding it needs in memory)
     output: str  # the embedding directory
     run_id: str
     npy_dir: str | None = None  # also write one .npy per ok item here
@@ -63,7 +65,7 @@ def model_spec(model: str) -> dict[str, Any]:
     location as the user gave it and the fingerprint, and fetch it onto their own nodes.
     """
     from signclip.io.model_cache import fingerprint, local_model
-    from signclip.model.checkpoint import CheckpointError, read_config
+    from signclip.model.checkpoint import WEIGHTS, CheckpointError, read_config
 
     try:
         local = local_model(model)
@@ -71,8 +73,9 @@ def model_spec(model: str) -> dict[str, Any]:
         model_hash = fingerprint(local)
     except OSError as e:
         raise CheckpointError(f"{model}: not a usable SignCLIP model ({type(e).__name__}: {e})") from e
+    weights = os.path.getsize(os.path.join(local, WEIGHTS))
     return {"model": model if storage.is_remote(model) else local, "model_name": cfg.name,
-            "model_hash": model_hash, "feature_set": cfg.feature_set, "feature_dim": cfg.feature_dim, "max_frames": cfg.max_frames, "embedding_dim": cfg.embedding_dim}
+            "model_hash": model_hash, "weights_bytes": weights, "feature_set": cfg.feature_set, "feature_dim": cfg.feature_dim, "max_frames": cfg.max_frames, "embedding_dim": cfg.embedding_dim}
 
 
 # ------------------------------------------------------------------------------------------------ helpers
@@ -137,8 +140,8 @@ class PosesFromVideos:
                 "error": np.array(error, dtype=object)}
 
 
-def featurize(batch: Batch, spec: RunSpec) -> Batch:
-    """Read each clip and compute its model features (CPU). Bad input gives a failed row with the reason."""
+def _features(batch: Batch, spec: RunSpec) -> tuple[Batch, list[np.ndarray | None]]:
+    """Each clip's model features (None for texts and failures), and the batch with what was learnt."""
     from signclip.model.long_clips import windows
     from signclip.pose.features import pose_features
 
@@ -146,7 +149,7 @@ def featurize(batch: Batch, spec: RunSpec) -> Batch:
     kinds, sources = _strings(batch, "kind", n), _strings(batch, "source", n)
     pose_paths, status, error = _strings(batch, "pose_path", n), _strings(batch, "status", n), \
         _strings(batch, "error", n)
-    features: list[bytes] = [b""] * n
+    clips: list[np.ndarray | None] = [None] * n
     frames = np.full(n, -1, dtype=np.int64)
     segments = np.full(n, -1, dtype=np.int64)
     long_clip = [""] * n
@@ -165,7 +168,7 @@ def featurize(batch: Batch, spec: RunSpec) -> Batch:
             status[i], error[i] = FAILED, _message(e)
             log.warning("%s: %s", sources[i], error[i])
             continue
-        features[i] = np.ascontiguousarray(clip, dtype=np.float32).tobytes()
+        clips[i] = clip
         frames[i] = clip.shape[0]
         if clip.shape[0] > spec.max_frames:
             long_clip[i] = spec.long_clips
@@ -174,8 +177,17 @@ def featurize(batch: Batch, spec: RunSpec) -> Batch:
         else:
             segments[i] = 1
     return {**batch, "pose_path": np.array(pose_paths, dtype=object), "status": np.array(status, dtype=object),
-            "error": np.array(error, dtype=object), "features": np.array(features, dtype=object),
-            "frames": frames, "segments": segments, "long_clip": np.array(long_clip, dtype=object)}
+            "error": np.array(error, dtype=object), "frames": frames, "segments": segments,
+            "long_clip": np.array(long_clip, dtype=object)}, clips
+
+
+def featurize(batch: Batch, spec: RunSpec) -> Batch:
+    """Read each clip and compute its model features (CPU), as bytes for the embedding actors. Bad input gives
+    a failed row with the reason."""
+    out, clips = _features(batch, spec)
+    out["features"] = np.array([b"" if c is None else np.ascontiguousarray(c, dtype=np.float32).tobytes()
+                                for c in clips], dtype=object)
+    return out
 
 
 class EmbedActor:
@@ -212,9 +224,14 @@ class EmbedActor:
                     status[r], error[r] = FAILED, f"embedding failed: {_message(e)}"
 
     def __call__(self, batch: Batch) -> Batch:
+        if "features" in batch:  # featurised by tasks (GPU actors)
+            frames = _ints(batch, "frames", _count(batch))
+            features = [np.frombuffer(f, dtype=np.float32).reshape(int(t), self.spec.feature_dim) if t > 0 else None
+                        for f, t in zip(batch["features"], frames)]
+        else:  # on CPU the actor featurises its own clips (resources.py says why)
+            batch, features = _features(batch, self.spec)
         n = _count(batch)
         kinds, status, error = _strings(batch, "kind", n), _strings(batch, "status", n), _strings(batch, "error", n)
-        frames = _ints(batch, "frames", n)
         out = np.zeros((n, self.spec.embedding_dim), dtype=np.float32)
         clips, clip_rows, texts, text_rows = [], [], [], []
         for i in range(n):
@@ -224,8 +241,7 @@ class EmbedActor:
                 texts.append(str(batch["text"][i]))
                 text_rows.append(i)
             else:
-                data = np.frombuffer(batch["features"][i], dtype=np.float32)
-                clips.append(data.reshape(int(frames[i]), self.spec.feature_dim))
+                clips.append(features[i])
                 clip_rows.append(i)
         self._embed(clip_rows, clips, self.embedder.embed_features, out, status, error)
         self._embed(text_rows, texts, self.embedder.embed_texts, out, status, error)

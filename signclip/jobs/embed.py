@@ -4,9 +4,10 @@
     signclip embed --model models/e7.2 --input s3://bucket/clips.parquet --output s3://bucket/emb
     signclip embed --model models/e7.2 --texts prompts.txt --output runs/prompts
 
-Pipeline: list the items -> [videos: MediaPipe Holistic actors write .pose files] -> read + featurise
-(CPU tasks) -> embed on an actor pool that loads the model once per actor (GPU when the cluster has
-one), batches formed by clip length -> write Parquet shards atomically (+ optional ``<id>.npy`` files).
+Pipeline: list the items -> [videos: MediaPipe Holistic actors write .pose files] -> read + featurise and
+embed on an actor pool that loads the model once per actor (on GPUs: featurising tasks on every other core
+feed one actor per GPU), batches formed by clip length -> write Parquet shards atomically (+ optional
+``<id>.npy`` files).
 The CPUs go where the time goes (:mod:`signclip.embedding.resources`); items lost with a worker or a
 node are embedded again in a new pass (:mod:`signclip.jobs.ray_data`).
 Ray Data streams blocks through the stages, so memory stays bounded whatever the corpus size.
@@ -29,7 +30,7 @@ import uuid
 from dataclasses import asdict, dataclass, fields, replace
 
 from signclip.embedding.items import InputError, Item, list_items
-from signclip.embedding.resources import StageResources, forward_share, plan
+from signclip.embedding.resources import TASK_MEMORY, StageResources, actor_memory, plan
 from signclip.embedding.stages import (
     EmbedActor,
     PosesFromVideos,
@@ -43,7 +44,6 @@ from signclip.io import embedding_store, manifests, storage
 from signclip.io.status import ItemStatus
 from signclip.jobs import contract
 from signclip.jobs.ray_data import DEFAULT_ATTEMPTS, lenient_execution, map_with_actors
-from signclip.model.checkpoint import read_config
 
 log = logging.getLogger("signclip.jobs.embed")
 
@@ -134,16 +134,15 @@ def _blocks(items: list[Item], opts: EmbedOptions) -> int:
     return max(1, math.ceil(len(items) / opts.rows_per_block))
 
 
-def _resources(opts: EmbedOptions, items: list[Item], share: float) -> StageResources:
+def _resources(opts: EmbedOptions, items: list[Item]) -> StageResources:
     import ray
 
     total = ray.cluster_resources()
     nodes = [n.get("Resources", {}).get("CPU", 0) for n in ray.nodes() if n.get("Alive")]
     use_gpu = {"auto": None, "cpu": False, "cuda": True}[opts.device]
     try:
-        return plan(nodes, total.get("GPU", 0), opts.actors, share=share,
-                    videos=any(i.kind == "video" for i in items), use_gpu=use_gpu, threads=opts.threads,
-                    min_actors=opts.min_actors, blocks=_blocks(items, opts))
+        return plan(nodes, total.get("GPU", 0), opts.actors, videos=any(i.kind == "video" for i in items),
+                    use_gpu=use_gpu, threads=opts.threads, min_actors=opts.min_actors, blocks=_blocks(items, opts))
     except ValueError as e:
         raise InputError(f"cannot place the pipeline on this cluster: {e}") from e
 
@@ -158,15 +157,18 @@ def build_pipeline(items: list[Item], spec: RunSpec, res: StageResources, opts: 
                                                                          "holistic_options": _holistic(opts)},
                              compute=ray.data.ActorPoolStrategy(min_size=1, max_size=res.extract_actors),
                              batch_size=1, batch_format="numpy", num_cpus=res.extract_cpus)
-    ds = ds.map_batches(featurize, fn_kwargs={"spec": spec}, batch_size=opts.rows_per_block,
-                        batch_format="numpy", num_cpus=res.feature_cpus, concurrency=res.feature_tasks)
+    if res.feature_tasks:  # GPU actors: every other core featurises for them
+        ds = ds.map_batches(featurize, fn_kwargs={"spec": spec}, batch_size=opts.rows_per_block,
+                            batch_format="numpy", num_cpus=res.feature_cpus, memory=TASK_MEMORY,
+                            compute=ray.data.TaskPoolStrategy(size=res.feature_tasks))
     ds = map_with_actors(ds, EmbedActor, fn_constructor_kwargs={"spec": spec, "device": res.device,
                                                                 "threads": res.threads},
                          compute=ray.data.ActorPoolStrategy(min_size=res.min_actors, max_size=res.actors),
                          batch_size=opts.batch_size, batch_format="numpy", num_cpus=res.actor_cpus,
-                         num_gpus=res.actor_gpus or None)
+                         num_gpus=res.actor_gpus or None, memory=actor_memory(spec.weights_bytes))
     return ds.map_batches(write_shard, fn_kwargs={"spec": spec}, batch_size=opts.shard_rows,
-                          batch_format="numpy", num_cpus=res.writer_cpus, concurrency=res.writer_tasks)
+                          batch_format="numpy", num_cpus=res.writer_cpus, memory=TASK_MEMORY,
+                          compute=ray.data.TaskPoolStrategy(size=res.writer_tasks))
 
 
 def _holistic(opts: EmbedOptions) -> dict:
@@ -225,7 +227,7 @@ def run(opts: EmbedOptions) -> EmbedSummary:
     if todo:
         log.info("%d items to embed (%d already in %s)", len(todo), summary.skipped, opts.output)
         _init_ray(opts.address)
-        res = _resources(opts, todo, forward_share(read_config(spec.model), gpu=False))
+        res = _resources(opts, todo)
         log.info("stages: %s; up to %s frames per forward pass", res,
                  opts.max_batch_frames or "the embedder's default for the device")
         started = time.perf_counter()

@@ -25,9 +25,12 @@ if TYPE_CHECKING:
     from signclip.model.network import SignCLIP
 
 PAD_SLACK = 16  # padding positions a batch may always add to its shortest item, whatever ``max_padding``
-# Default padded frames per forward pass. On CPU small passes win (measured with the embed job: less
-# padding once sorted clips are cut into passes, activations that stay in cache); a GPU wants big ones.
+# Default padded frames per forward pass. On CPU small passes win (measured with the embed job at E7.2's width,
+# 768: less padding once sorted clips are cut into passes, activations that stay in cache), and a narrower model
+# gets proportionally more frames for the same activations (at width 32, passes of 1,024 frames spent a quarter
+# of the job in per-operation overhead); a GPU wants big passes.
 CPU_BATCH_FRAMES = 1024
+CPU_BATCH_WIDTH = 768
 GPU_BATCH_FRAMES = 16384
 
 
@@ -35,8 +38,8 @@ class Embedder:
     """Embeds with ``model`` in eval mode under ``torch.inference_mode``.
 
     ``max_batch_frames`` bounds a batch's padded size (items x longest length), which bounds memory
-    whatever the clip lengths (default: ``CPU_BATCH_FRAMES`` or ``GPU_BATCH_FRAMES`` by the model's
-    device); ``max_batch_size`` bounds the item count; ``max_padding`` bounds the compute spent on
+    whatever the clip lengths (default: ``GPU_BATCH_FRAMES`` on a GPU, ``CPU_BATCH_FRAMES`` on CPU for a model as
+    wide as E7.2, more for narrower ones); ``max_batch_size`` bounds the item count; ``max_padding`` bounds the compute spent on
     padding (a batch's longest item is at most that many times its shortest, or at most ``PAD_SLACK``
     positions longer).
     """
@@ -51,8 +54,9 @@ class Embedder:
             raise ValueError(f"window_stride {window_stride}: expected 1..{model.cfg.max_frames}")
         self.model = model
         self.max_batch_size = max_batch_size
-        self.max_batch_frames = max_batch_frames or (GPU_BATCH_FRAMES if self.device.type == "cuda"
-                                                     else CPU_BATCH_FRAMES)
+        self.max_batch_frames = max_batch_frames or (
+            GPU_BATCH_FRAMES if self.device.type == "cuda"
+            else CPU_BATCH_FRAMES * max(1, CPU_BATCH_WIDTH // model.cfg.video.hidden_size))
         self.max_padding = max_padding
         self.long_clips = long_clips
         self.window_stride = window_stride
