@@ -49,7 +49,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                    "defaults of the options below (explicit options still win)")
     model = p.add_argument_group("model")
     model.add_argument("--preset", default="small", help="preset of a new model (default: small)")
-    model.add_argument("--init", help="a native model directory to fine-tune (e.g. an imported SignCLIP)")
+    model.add_argument("--init", help="a native model to fine-tune, a directory or URL (e.g. an imported SignCLIP on S3)")
     model.add_argument("--bert", help="a local BERT directory to start the towers from (default: the preset's)")
     model.add_argument("--feature-set", help="override the preset's feature set")
     model.add_argument("--video-layers", type=int, help="override the preset's video-tower depth")

@@ -23,7 +23,10 @@ LOCK = "/tmp/signclip-ray.lock"
 QUICK = {
     "embedder": ["--clips", "200", "--reference-clips", "20"],
     "embed": ["--clips", "400", "--reference-clips", "20", "--actors", "1"],
+    "embed_pipeline": ["--clips", "4000"],
     "extract": ["--copies", "4", "--only", "bc"],
+    "featurize": ["--rounds", "2"],
+    "search": ["--clips", "20000", "--seconds", "8"],
     "serve": ["--quick"],
     "train": ["--rows", "48"],
 }
