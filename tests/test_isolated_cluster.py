@@ -358,7 +358,7 @@ def test_embed_survives_a_lost_node(cluster, client, bucket, model, poses_dir, t
     _kill_node(cluster, 1)
     status = _finish(client, submit.submission_id("embed", job_args), 420)
     _add_node(cluster)
-    assert status == "SUCCEEDED"
+    assert status == "SUCCEEDED", client.get_job_logs(submit.submission_id("embed", job_args))[-3000:]
     index = embedding_store.read_index(f"{bucket}/emb-lost")
     assert sorted(index["id"]) == sorted(p.stem for p in copies) and set(index["status"]) == {"ok"}
     written = manifests.read_manifest(f"{bucket}/emb-lost/manifest.parquet")
@@ -386,7 +386,7 @@ def test_extract_survives_a_lost_node(cluster, client, bucket, videos_dir):
     _kill_node(cluster, 2)
     status = _finish(client, submit.submission_id("extract", job_args), 420)
     _add_node(cluster)
-    assert status == "SUCCEEDED"
+    assert status == "SUCCEEDED", client.get_job_logs(submit.submission_id("extract", job_args))[-3000:]
     rows = manifests.read_manifest(f"{bucket}/poses-lost/manifest.parquet")
     assert rows["id"].is_unique and sorted(rows["id"]) == sorted(videos)
     assert set(rows["status"]) == {"ok"}, rows[["id", "status", "error"]]

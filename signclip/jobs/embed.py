@@ -43,7 +43,12 @@ from signclip.embedding.stages import (
 from signclip.io import embedding_store, manifests, storage
 from signclip.io.status import ItemStatus
 from signclip.jobs import contract
-from signclip.jobs.ray_data import DEFAULT_ATTEMPTS, lenient_execution, map_with_actors
+from signclip.jobs.ray_data import (
+    DEFAULT_ATTEMPTS,
+    lenient_execution,
+    map_with_actors,
+    until_lost,
+)
 
 log = logging.getLogger("signclip.jobs.embed")
 
@@ -194,8 +199,13 @@ def write_outputs(opts: EmbedOptions, summary: EmbedSummary) -> EmbedSummary:
         "id", "kind", "source", "pose_path", "text", "gloss", "language", "split", "model_name", "model_hash",
         "frames", "long_clip", "segments", "status", "error", "run_id"))
     counts = index["status"].value_counts()
+    # this run's own rows, counted from what was written (a pass cut short by a lost node may have written
+    # shards whose reports the driver never read)
+    mine = index.loc[index["run_id"] == summary.run_id, "status"].value_counts()
     summary = replace(summary, total_ok=int(counts.get(ItemStatus.OK, 0)),
                       total_failed=int(counts.get(ItemStatus.FAILED, 0)))
+    if len(mine):
+        summary = replace(summary, ok=int(mine.get(ItemStatus.OK, 0)), failed=int(mine.get(ItemStatus.FAILED, 0)))
     if len(index):
         manifests.write_manifest(pa.Table.from_pandas(index, preserve_index=False),
                                 storage.join(opts.output, embedding_store.MANIFEST))
@@ -227,15 +237,19 @@ def run(opts: EmbedOptions) -> EmbedSummary:
     if todo:
         log.info("%d items to embed (%d already in %s)", len(todo), summary.skipped, opts.output)
         _init_ray(opts.address)
-        res = _resources(opts, todo)
-        log.info("stages: %s; up to %s frames per forward pass", res,
-                 opts.max_batch_frames or "the embedder's default for the device")
         started = time.perf_counter()
         ok = failed = shards = 0
         left = todo
         with lenient_execution(progress=True):
             for attempt in range(1, opts.attempts + 1):
-                for row in build_pipeline(left, spec, res, opts).iter_rows():
+                # planned per pass on the nodes alive now; a retry pass starts as soon as one actor is up
+                res = _resources(opts, left)
+                if attempt > 1:
+                    res = replace(res, min_actors=1)
+                log.info("stages: %s; up to %s frames per forward pass", res,
+                         opts.max_batch_frames or "the embedder's default for the device")
+
+                for row in until_lost(build_pipeline(left, spec, res, opts).iter_rows(), attempt, opts.attempts):
                     ok, failed, shards = ok + int(row["ok"]), failed + int(row["failed"]), shards + 1
                     log.info("shard %s: %d ok, %d failed (%d/%d done)", row["shard"], row["ok"], row["failed"],
                              ok + failed, len(todo))

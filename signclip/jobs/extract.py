@@ -33,7 +33,12 @@ from signclip.extraction.plan import plan
 from signclip.io import manifests, storage
 from signclip.io.status import ItemStatus
 from signclip.jobs import contract
-from signclip.jobs.ray_data import DEFAULT_ATTEMPTS, lenient_execution, map_with_actors
+from signclip.jobs.ray_data import (
+    DEFAULT_ATTEMPTS,
+    lenient_execution,
+    map_with_actors,
+    until_lost,
+)
 
 log = logging.getLogger("signclip.jobs.extract")
 
@@ -115,6 +120,22 @@ def actor_pool_sizes(config: ExtractConfig, cluster_cpus: float, videos: int) ->
     return low, max(low, min(high, videos)), high
 
 
+def _plan_pass(config: ExtractConfig, videos: int, attempt: int) -> tuple[int, int, int]:
+    """The actor pool of one pass, on the cluster's CPUs as they are now (a lost node's are gone); a retry
+    pass starts with whatever one live actor can do rather than wait for a pool the cluster no longer fits."""
+    import ray
+
+    cluster_cpus = float(ray.cluster_resources().get("CPU", 1.0))
+    low, initial, high = actor_pool_sizes(config, cluster_cpus, videos)
+    if attempt > 1:
+        low = initial = 1
+    if high * config.cpus_per_actor > cluster_cpus - 0.1:
+        log.warning("%d actors x %.2f CPU leave no CPU for Ray Data's other work on %g CPUs: the run may stall",
+                    high, config.cpus_per_actor, cluster_cpus)
+    log.info("actor pool %d..%d actors (starting with %d) x %.2f CPU", low, high, initial, config.cpus_per_actor)
+    return low, initial, high
+
+
 def _extract_stage(dataset: Any, config: ExtractConfig, low: int, initial: int, high: int) -> Any:
     """The actor-pool stage: one video per call (see :mod:`signclip.jobs.ray_data` for lost workers)."""
     import ray
@@ -158,18 +179,14 @@ def run(config: ExtractConfig, on_row: Callable[[dict[str, Any]], None] | None =
         if not ray.is_initialized():
             ray.init(address=config.address, configure_logging=False)
         storage.makedirs(config.output)
-        cluster_cpus = float(ray.cluster_resources().get("CPU", 1.0))
-        low, initial, high = actor_pool_sizes(config, cluster_cpus, len(tasks))
-        if high * config.cpus_per_actor > cluster_cpus - 0.1:
-            log.warning("%d actors x %.2f CPU leave no CPU for Ray Data's other work on %g CPUs: the run may stall",
-                        high, config.cpus_per_actor, cluster_cpus)
-        log.info("actor pool %d..%d actors (starting with %d) x %.2f CPU", low, high, initial, config.cpus_per_actor)
         todo = tasks
         with lenient_execution(config.progress):
             for attempt in range(1, config.attempts + 1):
+                low, initial, high = _plan_pass(config, len(todo), attempt)
                 dataset = ray.data.from_items([asdict(t) for t in todo], override_num_blocks=len(todo))
-                for batch in _extract_stage(dataset, config, low, initial, high).iter_batches(
-                        batch_size=None, batch_format="pyarrow"):
+                batches = _extract_stage(dataset, config, low, initial, high).iter_batches(
+                    batch_size=None, batch_format="pyarrow")
+                for batch in until_lost(batches, attempt, config.attempts):
                     for row in batch.to_pylist():
                         if row["id"] in rows:
                             log.warning("%s reported twice; keeping the last report", row["id"])

@@ -7,16 +7,50 @@ an actor (``max_restarts=0``): the blocks a dead actor held fail, Ray Data skips
 -1 for the run), and the job embeds or extracts the items that came back with no row again in a new pass over
 a fresh pool, up to ``attempts`` passes. An item lost in every pass (one that kills its worker each time) is
 reported ``failed``. Tasks (stateless) are simply re-run by Ray wherever there is room.
+
+A lost node can also take results of the pass with it (blocks in its object store that the driver had not read
+yet): reading them raises ``ObjectLostError`` out of the pass. :func:`until_lost` ends such a pass early instead of
+failing the job; what it had delivered is kept and the next pass redoes the rest. Each pass is planned on the
+cluster as it is then (a lost node's CPUs are gone), and a retry pass needs only one live actor to start.
 """
 
 from __future__ import annotations
 
 import contextlib
+import logging
 import warnings
-from collections.abc import Iterator
-from typing import Any
+from collections.abc import Iterable, Iterator
+from typing import Any, TypeVar
+
+log = logging.getLogger(__name__)
+
+T = TypeVar("T")
 
 DEFAULT_ATTEMPTS = 3  # passes over the items whose worker died before an item is reported failed
+
+
+def _lost_with_a_worker(error: BaseException) -> bool:
+    import ray.exceptions as rex
+
+    lost = (rex.ObjectLostError, rex.RayActorError, rex.WorkerCrashedError, rex.NodeDiedError)
+    seen: BaseException | None = error
+    while seen is not None:  # Ray Data may re-raise a system error as the cause of its own
+        if isinstance(seen, lost):
+            return True
+        seen = seen.__cause__
+    return False
+
+
+def until_lost(results: Iterable[T], attempt: int, attempts: int) -> Iterator[T]:
+    """The results of one pass; a pass cut short by a lost worker or node ends early with a warning (what it
+    delivered stays delivered), any other error propagates."""
+    try:
+        yield from results
+    except Exception as e:
+        if not _lost_with_a_worker(e):
+            raise
+        log.warning("pass %d of %d ended early: results were lost with a worker or node (%s: %s)", attempt,
+                    attempts, type(e).__name__, str(e).splitlines()[0] if str(e) else "")
 
 
 @contextlib.contextmanager
