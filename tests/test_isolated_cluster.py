@@ -368,7 +368,7 @@ def test_embed_survives_a_lost_node(cluster, client, bucket, model, poses_dir, t
 @pytest.mark.timeout(600)
 def test_extract_survives_a_lost_node(cluster, client, bucket, videos_dir):
     videos = []
-    for k in range(6):
+    for k in range(4):
         for v in sorted(videos_dir.glob("*.mp4")):
             videos.append(f"{v.stem}-{k}")
             storage.write_bytes_atomic(f"{bucket}/many-videos/{v.stem}-{k}.mp4", v.read_bytes())

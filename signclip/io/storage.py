@@ -92,8 +92,9 @@ def read_bytes(path: str) -> bytes:
             raise FileNotFoundError(f"{path}: no such file") from e
     fs, p = filesystem(path)
     try:
-        with fs.open(p, "rb") as f:
-            return f.read()
+        # one GET of the whole object: a consistent copy even while another node replaces it (a file
+        # object reads in ranges pinned to the first ETag, and fails when the object changes between them)
+        return fs.cat_file(p)
     except FileNotFoundError as e:
         raise FileNotFoundError(f"{path}: no such file") from e
 

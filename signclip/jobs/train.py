@@ -38,6 +38,11 @@ from signclip.training.step import TrainConfig
 
 log = logging.getLogger("signclip.jobs.train")
 
+# Clips one featurisation task takes at least: a task's start costs about as much as featurising dozens of clips
+# (more where Ray ends idle workers and a task must start a new one), so small batches share a task.
+TASK_ROWS = 64
+CHECK_IN_DRIVER_ROWS = 256  # manifests this small are checked in the driver: faster than starting tasks
+
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p = argparse.ArgumentParser(prog="signclip train", description=__doc__,
@@ -207,10 +212,11 @@ def train_loop(config: dict[str, Any]) -> None:
         start = progress["batch_in_epoch"] if epoch == progress["epoch"] else 0
         mine = np.concatenate([shard(b, rank, world) for b in plan[start:]]) if plan[start:] else np.array([], int)
         rows = train_pairs.iloc[mine][["pose", "text"]].assign(row=mine).reset_index(drop=True)
-        stream = ray.data.from_blocks(row_blocks(rows, local_batch)).map_batches(
-            featurize_rows, batch_size=local_batch, num_cpus=config["data_cpus"],
-            fn_kwargs=dict(feature_set=model.cfg.feature_set, augment=dataclasses.asdict(cfg.augment),
-                           seed=cfg.seed, epoch=epoch))
+        per_task = max(local_batch, TASK_ROWS // local_batch * local_batch)  # whole batches per task
+        stream = ray.data.from_blocks(row_blocks(rows, per_task)).map_batches(
+            featurize_rows, batch_size=per_task, num_cpus=config["data_cpus"],
+            fn_kwargs={"feature_set": model.cfg.feature_set, "augment": dataclasses.asdict(cfg.augment),
+                       "seed": cfg.seed, "epoch": epoch})
         losses, started = [], time.perf_counter()
         for i, batch in enumerate(stream.iter_batches(batch_size=local_batch, batch_format="numpy",
                                                       prefetch_batches=4)):
@@ -247,9 +253,12 @@ def check_inputs(pairs: pd.DataFrame, feature_set: str, data_cpus: float) -> tup
     import ray.data
 
     rows = pairs[["pose", "text"]].assign(row=np.arange(len(pairs)))
-    out = ray.data.from_blocks(row_blocks(rows, 64)).map_batches(
-        featurize_rows, batch_size=64, num_cpus=data_cpus,
-        fn_kwargs=dict(feature_set=feature_set, augment=None, seed=0, epoch=0)).to_pandas()
+    options = {"feature_set": feature_set, "augment": None, "seed": 0, "epoch": 0}
+    if len(rows) <= CHECK_IN_DRIVER_ROWS:
+        out = pd.DataFrame(featurize_rows({c: rows[c].to_numpy() for c in rows}, **options))
+    else:
+        out = ray.data.from_blocks(row_blocks(rows, TASK_ROWS)).map_batches(
+            featurize_rows, batch_size=TASK_ROWS, num_cpus=data_cpus, fn_kwargs=options).to_pandas()
     out = out.sort_values("row").reset_index(drop=True)
     ok = out["error"] == ""
     rejected = pairs.loc[~ok.values, ["pose", "text"]].assign(error=out.loc[~ok, "error"].values)
