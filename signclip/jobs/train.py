@@ -22,7 +22,7 @@ import os
 import sys
 import tempfile
 import time
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
@@ -35,6 +35,9 @@ from signclip.training.data import decode_frames, featurize_rows, row_blocks
 from signclip.training.pairs import read_pairs
 from signclip.training.recipes import RECIPES, recipe
 from signclip.training.step import TrainConfig
+
+if TYPE_CHECKING:
+    from signclip.model.network import SignCLIP
 
 log = logging.getLogger("signclip.jobs.train")
 
@@ -54,7 +57,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                    "defaults of the options below (explicit options still win)")
     model = p.add_argument_group("model")
     model.add_argument("--preset", default="small", help="preset of a new model (default: small)")
-    model.add_argument("--init", help="a native model to fine-tune, a directory or URL (e.g. an imported SignCLIP on S3)")
+    model.add_argument("--init", help="a native model to fine-tune: a directory or URL (e.g. an imported SignCLIP)")
     model.add_argument("--bert", help="a local BERT directory to start the towers from (default: the preset's)")
     model.add_argument("--feature-set", help="override the preset's feature set")
     model.add_argument("--video-layers", type=int, help="override the preset's video-tower depth")
@@ -108,7 +111,8 @@ def train_config(args: argparse.Namespace) -> TrainConfig:
 
 
 # -- inside each training worker ------------------------------------------------------------------------
-def _new_model(cfg: TrainConfig):
+def new_model(cfg: TrainConfig) -> SignCLIP:
+    """The model a run starts from: --init, else the preset (with --feature-set, --video-layers), --dropout applied."""
     import signclip
 
     if cfg.init:
@@ -176,7 +180,7 @@ def train_loop(config: dict[str, Any]) -> None:
         log.info("rank %d: resuming at epoch %d, batch %d (step %d)", rank, progress["epoch"],
                  progress["batch_in_epoch"], progress["step"])
     else:
-        model = _new_model(cfg)
+        model = new_model(cfg)
     model.to(device)
     ddp = ray.train.torch.prepare_model(model)  # DDP on >1 workers: call ddp(...), never its towers
     optimizer, scheduler = make_optimizer(ddp, cfg)
