@@ -14,6 +14,7 @@ import logging
 import os
 import signal
 import sys
+import threading
 
 from signclip.api.settings import ServiceSettings, parse_models
 from signclip.jobs import contract
@@ -92,26 +93,37 @@ def main(argv: list[str] | None = None) -> int:
     import ray
     from ray import serve
 
-    # Ray's core installs a C-level SIGTERM handler of its own; with both signals blocked before Ray starts
-    # its threads, only the sigwait below receives them, and the app is always shut down.
-    stop = {signal.SIGTERM, signal.SIGINT}
-    signal.pthread_sigmask(signal.SIG_BLOCK, stop)
+    stopping = threading.Event()
+
+    def stop(received: int, _frame: object) -> None:
+        log.info("%s: shutting the service down", signal.Signals(received).name)
+        stopping.set()
+
+    def trap_stop_signals() -> None:
+        # ray.init installs a C-level SIGTERM handler of its own, which ends the process without shutting the
+        # app down; a Python handler (set again after Ray starts) catches the signal on whichever thread it lands
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            signal.signal(sig, stop)
+
+    trap_stop_signals()
     try:
         ray.init(address=args.address, num_cpus=args.num_cpus if args.address is None else None,
                  runtime_env={"env_vars": env} if env else None)
+        trap_stop_signals()
         serve.start(http_options={"host": host, "port": port},
                     proxy_location=args.proxy_location or config_proxy or "HeadOnly")
         serve.run(make_app(settings, options), name=args.app_name or APP_NAME, route_prefix="/")
-        log.info("serving %s on http://%s:%d (Ctrl-C or SIGTERM to stop)", sorted(settings.models), host, port)
-        if settings.indexes:
-            log.info("dictionary page over %s: http://%s:%d/", sorted(settings.indexes), host, port)
-        received = signal.sigwait(stop)
-        log.info("%s: shutting the service down", signal.Signals(received).name)
+        trap_stop_signals()
+        if not stopping.is_set():
+            log.info("serving %s on http://%s:%d (Ctrl-C or SIGTERM to stop)", sorted(settings.models), host, port)
+            if settings.indexes:
+                log.info("dictionary page over %s: http://%s:%d/", sorted(settings.indexes), host, port)
+        while not stopping.wait(0.5):
+            pass
     finally:
         if ray.is_initialized():
             serve.shutdown()
             ray.shutdown()
-        signal.pthread_sigmask(signal.SIG_UNBLOCK, stop)
     return 0
 
 

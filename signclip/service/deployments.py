@@ -78,7 +78,7 @@ class _ModelReplica:
         return {name: m.info for name, m in self.models.items()}
 
 
-@serve.deployment(name="TextEmbedder", ray_actor_options={"num_cpus": 0.5}, max_ongoing_requests=64,
+@serve.deployment(name="TextEmbedder", ray_actor_options={"num_cpus": 0.5}, max_ongoing_requests=128,
                   max_queued_requests=256, autoscaling_config=EMBEDDER_AUTOSCALING)
 class TextEmbedder(_ModelReplica):
     """Text embeddings; concurrent requests share model batches."""
@@ -137,7 +137,7 @@ class VideoToPose:
         return await asyncio.to_thread(run)
 
 
-@serve.deployment(name="SearchIndex", ray_actor_options={"num_cpus": 0.5}, max_ongoing_requests=64,
+@serve.deployment(name="SearchIndex", ray_actor_options={"num_cpus": 0.5}, max_ongoing_requests=128,
                   max_queued_requests=256, autoscaling_config=EMBEDDER_AUTOSCALING)
 class SearchIndex:
     """Every served index, loaded once per replica with the model its embeddings name (fetched onto this node)."""
