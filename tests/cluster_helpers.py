@@ -44,7 +44,9 @@ def local_cluster(workers: int, isolated: bool) -> Iterator[dict[str, Any]]:
     temp = tempfile.mkdtemp(prefix="signclip-cl-")  # short: Ray's socket paths live under it
     env = {k: v for k, v in os.environ.items() if not k.startswith(("AWS_", "RAY_ADDRESS", "RAY_API_SERVER"))}
     env["RAY_AUTH_MODE"] = "disabled"
-    base = next((b for b in range(36500, 56500, 700) if _ports_free(b, workers)), None)
+    # below the ephemeral range (32768-60999 on Linux): a port there may be taken by any outgoing connection
+    # between the check and a node's start (seen: add-node refused, "port 36536 is in use")
+    base = next((b for b in range(20500, 30500, 700) if _ports_free(b, workers)), None)
     assert base is not None, "no free port range for the test cluster"
     started = script("start", "--workers", str(workers), "--cpus-per-node", "1", "--port-base", str(base),
                      "--dashboard-port", str(base + 600), "--temp-dir", temp, *(["--isolated"] if isolated else []),

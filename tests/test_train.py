@@ -1,4 +1,4 @@
-"""Training on Ray Train: it learns from real poses, 2 workers == 1 worker, resume, a killed worker."""
+"""Training on Ray Train: it learns from real poses, 2 workers == 1 worker, a killed driver's rerun resumes."""
 
 from __future__ import annotations
 
@@ -126,54 +126,26 @@ def _train_args(sources, tmp_path: Path, epochs: int) -> list[str]:
             "--checkpoint-every", "2", "--workers", "2", "--cpus-per-worker", "0.5", "--max-failures", "2"]
 
 
-def _train_worker_pids() -> list[int]:
-    """Processes running a Ray Train worker (Ray names them ``ray::RayTrainWorker...``)."""
-    import psutil
-
-    found = []
-    for proc in psutil.process_iter(["cmdline"]):
-        cmdline = " ".join(proc.info["cmdline"] or [])
-        if cmdline.startswith("ray::RayTrainWorker"):
-            found.append(proc.pid)
-    return found
-
-
-@pytest.mark.timeout(900)
-def test_killed_worker_recovers_and_a_rerun_resumes(ray_local, sources, tmp_path):
-    """In one run: SIGKILL one training worker (Ray Train restarts the group from the latest checkpoint), then
-    SIGKILL the driver; the same command again continues at the checkpointed step."""
-    args = _train_args(sources, tmp_path, epochs=5)
+@pytest.mark.timeout(600)
+def test_rerun_resumes_from_latest_checkpoint(ray_local, sources, tmp_path):
+    """A driver killed mid-run; the same command again continues at the checkpointed step. (Ray Train's own
+    restart of lost workers is tested by losing a whole node: tests/test_isolated_cluster.py.)"""
+    args = _train_args(sources, tmp_path, epochs=3)
     env = dict(os.environ, RAY_ADDRESS=ray_local.get_runtime_context().gcs_address)
     proc = subprocess.Popen([sys.executable, "-m", "signclip.jobs.train", *args], env=env,
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     run = tmp_path / "run"
-
-    def logged() -> int:
-        return len(_history(run)) if (run / "metrics.jsonl").exists() else 0
-
-    def wait_for(rows: int, what: str) -> None:
-        deadline = time.monotonic() + 300
-        while logged() < rows:
-            assert proc.poll() is None and time.monotonic() < deadline, f"the run ended before {what}"
-            time.sleep(0.3)
-
+    deadline = time.monotonic() + 300
     try:
-        wait_for(2, "a checkpoint")
-        pids = _train_worker_pids()
-        assert pids, "no training worker to kill"
-        os.kill(pids[-1], signal.SIGKILL)
-        killed_at = max(h["step"] for h in _history(run))
-        deadline = time.monotonic() + 300
-        while not any(h["step"] > killed_at + 2 for h in _history(run)):  # the restarted group makes progress
-            assert proc.poll() is None and time.monotonic() < deadline, "the run did not recover from the kill"
+        while not (run / "metrics.jsonl").exists() or len(_history(run)) < 3:
+            assert proc.poll() is None and time.monotonic() < deadline, "the first run ended before a checkpoint"
             time.sleep(0.3)
-        assert pids[-1] not in _train_worker_pids()
     finally:
         proc.send_signal(signal.SIGKILL)
         proc.wait()
-    assert max(h["step"] for h in _history(run)) < 5 * (24 // 4), "the driver was killed after the run ended"
+    assert max(h["step"] for h in _history(run)) < 3 * (24 // 4), "the driver was killed after the run ended"
     assert train.main(args) == 0
     steps = [h["step"] for h in _history(run)]
-    # rows logged after a restored checkpoint are dropped and redone; a restart from scratch would log 1, 2, ...
+    # rows logged after the restored checkpoint are dropped and redone; a restart from scratch would log 1, 2, ...
     assert all(b > a for a, b in itertools.pairwise(steps)), steps
-    assert steps[-1] == 5 * (24 // 4)  # every planned step of the 5 epochs
+    assert steps[-1] == 3 * (24 // 4)  # every planned step of the 3 epochs
