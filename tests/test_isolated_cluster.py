@@ -395,7 +395,6 @@ def test_training_resumes_from_s3_and_survives_a_lost_node(cluster, client, buck
     steps = [h["step"] for h in _history(run)]
     # the second command continued from the first one's checkpoint on S3, and rows logged after the checkpoint
     # restored on the lost node are dropped and redone: every step once, in order
-    assert steps[:len(steps_first)] == steps_first
-    assert steps == list(range(1, 3 * per_epoch + 1)), steps
+    assert steps == steps_first + list(range(per_epoch + 1, 3 * per_epoch + 1)), steps
     best = signclip.load(f"{run}/best")
     assert best.embed_texts(["<en> <ase> house"]).shape == (1, 32)
