@@ -17,7 +17,6 @@ Wall time from the command's start to its exit, Ray's start-up included on both 
 from __future__ import annotations
 
 import os
-import socket
 import subprocess
 import sys
 import tempfile
@@ -31,28 +30,14 @@ import signclip
 from signclip.io import sample_data, storage
 from tests.cluster_helpers import ROOT, local_cluster
 from tests.embed_helpers import LABELLED
+from tests.s3_server import start_moto
 
 
-def start_s3() -> tuple[subprocess.Popen, str]:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    proc = subprocess.Popen([sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)],
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    deadline = time.monotonic() + 60
-    while True:
-        try:
-            with socket.create_connection(("127.0.0.1", port), timeout=1):
-                break
-        except OSError:
-            if time.monotonic() > deadline:
-                proc.kill()
-                raise RuntimeError("the moto S3 server did not start") from None
-            time.sleep(0.2)
-    url = f"http://127.0.0.1:{port}"
+def start_s3() -> subprocess.Popen:
+    proc, url = start_moto()
     os.environ.update(AWS_ENDPOINT_URL=url, AWS_ACCESS_KEY_ID="testing", AWS_SECRET_ACCESS_KEY="testing",
                       AWS_DEFAULT_REGION="us-east-1")
-    return proc, url
+    return proc
 
 
 def upload(bucket: str, work: Path) -> dict[str, str]:
@@ -103,7 +88,7 @@ def timed(command: list[str], env: dict[str, str]) -> tuple[int, float]:
 
 
 def main() -> int:
-    s3, _ = start_s3()
+    s3 = start_s3()
     import boto3
 
     bucket = f"bench-{uuid.uuid4().hex[:8]}"
