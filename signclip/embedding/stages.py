@@ -75,7 +75,8 @@ def model_spec(model: str) -> dict[str, Any]:
         raise CheckpointError(f"{model}: not a usable SignCLIP model ({type(e).__name__}: {e})") from e
     weights = os.path.getsize(os.path.join(local, WEIGHTS))
     return {"model": model if storage.is_remote(model) else local, "model_name": cfg.name,
-            "model_hash": model_hash, "weights_bytes": weights, "feature_set": cfg.feature_set, "feature_dim": cfg.feature_dim, "max_frames": cfg.max_frames, "embedding_dim": cfg.embedding_dim}
+            "model_hash": model_hash, "weights_bytes": weights, "feature_set": cfg.feature_set,
+            "feature_dim": cfg.feature_dim, "max_frames": cfg.max_frames, "embedding_dim": cfg.embedding_dim}
 
 
 # ------------------------------------------------------------------------------------------------ helpers

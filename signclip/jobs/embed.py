@@ -248,7 +248,6 @@ def run(opts: EmbedOptions) -> EmbedSummary:
                     res = replace(res, min_actors=1)
                 log.info("stages: %s; up to %s frames per forward pass", res,
                          opts.max_batch_frames or "the embedder's default for the device")
-
                 for row in until_lost(build_pipeline(left, spec, res, opts).iter_rows(), attempt, opts.attempts):
                     ok, failed, shards = ok + int(row["ok"]), failed + int(row["failed"]), shards + 1
                     log.info("shard %s: %d ok, %d failed (%d/%d done)", row["shard"], row["ok"], row["failed"],

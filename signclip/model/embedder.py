@@ -38,9 +38,9 @@ class Embedder:
     """Embeds with ``model`` in eval mode under ``torch.inference_mode``.
 
     ``max_batch_frames`` bounds a batch's padded size (items x longest length), which bounds memory
-    whatever the clip lengths (default: ``GPU_BATCH_FRAMES`` on a GPU, ``CPU_BATCH_FRAMES`` on CPU for a model as
-    wide as E7.2, more for narrower ones); ``max_batch_size`` bounds the item count; ``max_padding`` bounds the compute spent on
-    padding (a batch's longest item is at most that many times its shortest, or at most ``PAD_SLACK``
+    whatever the clip lengths (default: ``GPU_BATCH_FRAMES`` on a GPU, ``CPU_BATCH_FRAMES`` on CPU for a model
+    as wide as E7.2, more for narrower ones); ``max_batch_size`` bounds the item count; ``max_padding`` bounds
+    the compute spent on padding (a batch's longest item is at most that many times its shortest, or at most ``PAD_SLACK``
     positions longer).
     """
 

@@ -43,6 +43,10 @@ GLOSSES = ["house", "sad", "library", "police", "mother", "school", "water", "th
 MODES = ("exact", "approximate")
 
 
+def percentiles_ms(latencies_s: list[float]) -> dict[str, float]:
+    return {f"p{q}_ms": 1000 * float(np.percentile(latencies_s, q)) for q in (50, 99)}
+
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -185,8 +189,8 @@ def service_figures(urls: dict[str, str], clients: int, seconds: float, rounds: 
             got[mode]["time"] += time.perf_counter() - started
             got[mode]["lat"] += lat
             got[mode]["failed"] += failed
-    return {m: {"p50_ms": 1000 * float(np.percentile(g["lat"], 50)), "p99_ms": 1000 * float(np.percentile(g["lat"], 99)),
-                "rps": len(g["lat"]) / g["time"], "failed": g["failed"]} for m, g in got.items()}
+    return {m: {**percentiles_ms(g["lat"]), "rps": len(g["lat"]) / g["time"], "failed": g["failed"]}
+            for m, g in got.items()}
 
 
 # -- the index alone -------------------------------------------------------------------------------------
@@ -214,8 +218,7 @@ def index_figures(corpus: str, model: str, queries: int, noise: float, seed: int
             rows.append(index.search(q[None], 10)[1][0])
             lat.append(time.perf_counter() - t)
         found[mode] = rows
-        figures[mode] = {"p50_ms": 1000 * float(np.percentile(lat, 50)), "p99_ms": 1000 * float(np.percentile(lat, 99)),
-                         "build_s": built}
+        figures[mode] = {**percentiles_ms(lat), "build_s": built}
     recall = np.mean([len(set(a) & set(e)) / 10 for a, e in zip(found["approximate"], found["exact"])])
     figures["exact"]["recall"], figures["approximate"]["recall"] = 1.0, float(recall)
     return figures
