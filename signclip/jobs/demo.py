@@ -121,12 +121,14 @@ def main(argv: list[str] | None = None) -> int:
     import ray
 
     from signclip.jobs import embed, evaluate, extract, train
+    from signclip.service import use_serve_mode
 
     run = Path(args.output or f"runs/demo-{time.strftime('%Y%m%d-%H%M%S')}").resolve()
     run.mkdir(parents=True, exist_ok=True)
     started = time.perf_counter()
     data = sample_data.data_dir()
     print(f"SignCLIP demo: sample data {data}, run directory {run}")
+    use_serve_mode("fast")  # the service at the end runs as `signclip serve` runs it
     ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False, configure_logging=False,
              _node_ip_address="127.0.0.1")
     try:

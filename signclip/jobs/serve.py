@@ -16,10 +16,10 @@ import signal
 import sys
 import threading
 
-from signclip.api.settings import ServiceSettings, parse_models
+from signclip.api.settings import LAYOUTS, ServiceSettings, parse_models
 from signclip.jobs import contract
 from signclip.jobs.submit import parse_env
-from signclip.service import APP_NAME, make_app, read_serve_config
+from signclip.service import APP_NAME, SERVE_MODES, make_app, read_serve_config, use_serve_mode
 
 log = logging.getLogger(__name__)
 
@@ -48,6 +48,13 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                         help="environment variable for the replicas on a cluster (as `signclip submit --env`), "
                              "e.g. 'AWS_*' when the nodes have no S3 credentials of their own")
     parser.add_argument("--num-cpus", type=int, default=None, help="CPUs of the local Ray (default: all)")
+    parser.add_argument("--layout", choices=LAYOUTS, default=None,
+                        help="where the models run: in the HTTP gateway's replicas (combined, the default: no hop "
+                             "per request) or in their own text and pose deployments (split: large models on CPUs)")
+    parser.add_argument("--serve-mode", choices=tuple(SERVE_MODES), default="fast",
+                        help="Ray Serve's data plane for the local Ray this starts: fast (HAProxy ingress and "
+                             "direct gRPC between replicas, the default) or default (Serve's Python proxy); on a "
+                             "cluster the nodes' environment decides (see cluster/README.md)")
     parser.add_argument("--no-video", action="store_true", help="do not deploy video extraction")
     parser.add_argument("--cors-origin", action="append", default=[], help="an allowed browser origin (repeatable)")
     return parser.parse_args(argv)
@@ -73,11 +80,14 @@ def main(argv: list[str] | None = None) -> int:
             app_args["index_models"] = parse_models(args.index_model, "index")
         if args.search_mode:
             app_args["search_mode"] = args.search_mode
+        if args.layout:
+            app_args["layout"] = args.layout
         if args.no_video:
             app_args["enable_video"] = False
         if args.cors_origin:
             app_args["cors_origins"] = args.cors_origin
         settings = ServiceSettings.from_mapping(app_args)
+        app = make_app(settings, options)
     except (OSError, ValueError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
@@ -106,13 +116,15 @@ def main(argv: list[str] | None = None) -> int:
             signal.signal(sig, stop)
 
     trap_stop_signals()
+    if args.address is None:
+        use_serve_mode(args.serve_mode)
     try:
         ray.init(address=args.address, num_cpus=args.num_cpus if args.address is None else None,
                  runtime_env={"env_vars": env} if env else None)
         trap_stop_signals()
         serve.start(http_options={"host": host, "port": port},
                     proxy_location=args.proxy_location or config_proxy or "HeadOnly")
-        serve.run(make_app(settings, options), name=args.app_name or APP_NAME, route_prefix="/")
+        serve.run(app, name=args.app_name or APP_NAME, route_prefix="/")
         trap_stop_signals()
         if not stopping.is_set():
             log.info("serving %s on http://%s:%d (Ctrl-C or SIGTERM to stop)", sorted(settings.models), host, port)

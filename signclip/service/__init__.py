@@ -8,40 +8,79 @@
 
 Deployments (each autoscaled, each with ``max_queued_requests`` so overload answers 503 + Retry-After):
 ``Gateway`` (:mod:`signclip.service.gateway`, the HTTP app of :mod:`signclip.api`: parsing, limits, token,
-metrics; no model in it) and the model deployments of :mod:`signclip.service.deployments`.
+metrics) and the deployments of :mod:`signclip.service.deployments`. Where the models run is the settings'
+``layout``: ``combined`` (default) keeps them in the Gateway's replicas, so a request makes no hop between
+processes; ``split`` gives text and pose their own deployments (``TextEmbedder``, ``PoseEmbedder``), scaled
+apart from HTTP, for large models on CPUs. Video extraction and search are their own deployments either way.
 
 May import ``signclip.api`` and the layers below it; the only package that imports Ray Serve.
 """
 
 from __future__ import annotations
 
+import os
 from collections.abc import Mapping
 from typing import Any
 
 from ray import serve
 
 from signclip.api.settings import ServiceSettings
-from signclip.service.deployments import PoseEmbedder, SearchIndex, TextEmbedder, VideoToPose
+from signclip.service.deployments import EMBEDDER_AUTOSCALING, PoseEmbedder, SearchIndex, TextEmbedder, VideoToPose
 from signclip.service.gateway import Gateway
 
 APP_NAME = "signclip"
 DEPLOYMENTS = ("Gateway", "TextEmbedder", "PoseEmbedder", "VideoToPose", "SearchIndex")
+# Ray Serve's data-plane switches (Ray >= 2.55), read from the environment of every Serve process when Ray
+# starts: "fast" puts HAProxy in front of the ingress replicas (which answer HTTP themselves; replica ports are
+# bound on every interface so the HAProxy of another node can reach them) and calls between deployments over
+# direct gRPC. Measured by tests/benchmarks/bench_serve_overhead.py.
+SERVE_MODES: dict[str, dict[str, str]] = {
+    "fast": {"RAY_SERVE_THROUGHPUT_OPTIMIZED": "1", "RAY_SERVE_ENABLE_HA_PROXY": "1"},
+    "default": {"RAY_SERVE_THROUGHPUT_OPTIMIZED": "0", "RAY_SERVE_ENABLE_HA_PROXY": "0"},
+}
+MODEL_DEPLOYMENTS = ("TextEmbedder", "PoseEmbedder")  # not made in layout "combined"
+# The Gateway's defaults where it holds the models: a model replica's CPU and scaling (a config's options win).
+COMBINED_GATEWAY: dict[str, Any] = {"ray_actor_options": {"num_cpus": 1},
+                                    "autoscaling_config": EMBEDDER_AUTOSCALING | {"target_ongoing_requests": 32}}
 
 
 def make_app(settings: ServiceSettings, options: Mapping[str, Mapping[str, Any]] | None = None) -> serve.Application:
     """The Serve application; ``options`` override deployment options by deployment name."""
     options = {name: dict(o) for name, o in (options or {}).items()}
-    unknown = sorted(set(options) - set(DEPLOYMENTS))
+    combined = settings.layout == "combined"
+    deployments = [name for name in DEPLOYMENTS if not (combined and name in MODEL_DEPLOYMENTS)]
+    unknown = sorted(set(options) - set(deployments))
     if unknown:
-        raise ValueError(f"unknown deployment(s) {unknown}; this app has {list(DEPLOYMENTS)}")
+        raise ValueError(f"unknown deployment(s) {unknown}; this app (layout {settings.layout!r}) has {deployments}"
+                         + ("; the models are in the Gateway's replicas, set its options" if combined else ""))
+    if combined:
+        chosen = options.get("Gateway", {})
+        options["Gateway"] = {k: v for k, v in COMBINED_GATEWAY.items()
+                              if not (k == "autoscaling_config" and "num_replicas" in chosen)} | chosen
 
     def configured(deployment: Any) -> Any:
-        return deployment.options(**options[deployment.name]) if deployment.name in options else deployment
+        if deployment.name not in options:
+            return deployment
+        chosen = options[deployment.name]
+        if "num_replicas" in chosen:  # a fixed replica count replaces the default autoscaling
+            chosen.setdefault("autoscaling_config", None)
+        return deployment.options(**chosen)
 
     video = configured(VideoToPose).bind(settings) if settings.enable_video else None
     search = configured(SearchIndex).bind(settings) if settings.indexes else None
+    if combined:
+        return configured(Gateway).bind(None, None, video, search, settings)
     return configured(Gateway).bind(configured(TextEmbedder).bind(settings), configured(PoseEmbedder).bind(settings),
                                     video, search, settings)
+
+
+def use_serve_mode(mode: str) -> None:
+    """Give Serve ``mode`` (a key of ``SERVE_MODES``) in the local Ray this process starts next: its controller,
+    proxies and replicas inherit this process's environment. A cluster's nodes take it from their own."""
+    os.environ.update(SERVE_MODES[mode])
+    # an ingress replica stopping behind HAProxy stays up 30 s by default so that load balancers in front of the
+    # nodes can drop it; locally HAProxy is the only one, and Ctrl-C should not take half a minute
+    os.environ.setdefault("RAY_SERVE_DIRECT_INGRESS_MIN_DRAINING_PERIOD_S", "2")
 
 
 def build_app(args: dict[str, Any] | None = None) -> serve.Application:

@@ -2,6 +2,7 @@
 
 - ``TextEmbedder``: the text tower of every served model, requests batched with ``@serve.batch``.
 - ``PoseEmbedder``: pose features and the pose tower, requests batched with ``@serve.batch``.
+- ``InReplicaModels``: both of them inside the gateway's replica instead (layout ``combined``).
 - ``VideoToPose``: MediaPipe Holistic extraction of uploaded videos (optional).
 - ``SearchIndex``: the served indexes (``--index``), each with the model its embeddings were made with; text
   queries batched with ``@serve.batch``, clip queries and the clips' ``.pose`` files (optional).
@@ -23,6 +24,7 @@ from typing import Any
 from ray import serve
 
 from signclip.api.backend import (
+    LoadedModel,
     embed_grouped,
     featurize_all,
     holistic_runner,
@@ -64,12 +66,14 @@ def _set_torch_threads(settings: ServiceSettings) -> int:
 
 
 class _ModelReplica:
-    """Loads every served model once per replica."""
+    """Loads every served model once per replica (or shares ``models`` already loaded in this process)."""
 
-    def __init__(self, settings: ServiceSettings):
-        threads = _set_torch_threads(settings)
-        self.models = load_models(settings.models)
-        log.info("%s ready: models %s, %d torch threads", type(self).__name__, sorted(self.models), threads)
+    def __init__(self, settings: ServiceSettings, models: dict[str, LoadedModel] | None = None):
+        if models is None:
+            threads = _set_torch_threads(settings)
+            models = load_models(settings.models)
+            log.info("%s ready: models %s, %d torch threads", type(self).__name__, sorted(models), threads)
+        self.models = models
 
     def ready(self) -> dict[str, Any]:
         return {"models": sorted(self.models), "pid": os.getpid()}
@@ -83,8 +87,8 @@ class _ModelReplica:
 class TextEmbedder(_ModelReplica):
     """Text embeddings; concurrent requests share model batches."""
 
-    def __init__(self, settings: ServiceSettings):
-        super().__init__(settings)
+    def __init__(self, settings: ServiceSettings, models: dict[str, LoadedModel] | None = None):
+        super().__init__(settings, models)
         self._batch.set_max_batch_size(max(TEXT_BATCH_ITEMS, settings.max_items))
 
     async def embed(self, model: str, texts: list[str]) -> Embedded:
@@ -100,8 +104,8 @@ class TextEmbedder(_ModelReplica):
 class PoseEmbedder(_ModelReplica):
     """Pose embeddings of ``.pose`` bytes: features per request, then model batches shared across requests."""
 
-    def __init__(self, settings: ServiceSettings):
-        super().__init__(settings)
+    def __init__(self, settings: ServiceSettings, models: dict[str, LoadedModel] | None = None):
+        super().__init__(settings, models)
         self._batch.set_max_batch_size(max(POSE_BATCH_ITEMS, settings.max_poses))
 
     async def embed(self, model: str, poses: list[bytes]) -> Embedded | Rejected:
@@ -113,6 +117,18 @@ class PoseEmbedder(_ModelReplica):
     @serve.batch(max_batch_size=POSE_BATCH_ITEMS, batch_wait_timeout_s=BATCH_WAIT_S, batch_size_fn=_items)
     async def _batch(self, requests: list[tuple[str, list[Any]]]) -> list[Embedded]:
         return await asyncio.to_thread(embed_grouped, self.models, "pose", requests)
+
+
+class InReplicaModels:
+    """Both towers in the calling replica (layout ``combined``): the models loaded once, text and pose requests
+    batched across requests exactly as by the deployments above, without a hop between processes."""
+
+    def __init__(self, settings: ServiceSettings):
+        threads = _set_torch_threads(settings)
+        models = load_models(settings.models)
+        self.text = TextEmbedder.func_or_class(settings, models)
+        self.pose = PoseEmbedder.func_or_class(settings, models)
+        log.info("models %s in the gateway replica, %d torch threads", sorted(models), threads)
 
 
 @serve.deployment(name="VideoToPose", ray_actor_options={"num_cpus": 0.5}, max_ongoing_requests=2,

@@ -1,8 +1,10 @@
-"""The service's HTTP ingress: :func:`signclip.api.create_app` over handles to the model deployments."""
+"""The service's HTTP ingress: :func:`signclip.api.create_app` over the models, held in its own replica (layout
+``combined``) or reached through handles to the model deployments (``split``)."""
 
 from __future__ import annotations
 
 import asyncio
+import inspect
 import logging
 from typing import Any
 
@@ -16,15 +18,30 @@ from signclip.api.types import Embedded, ExtractedPose, IndexInfo, ModelInfo, Re
 
 log = logging.getLogger(__name__)
 
+# a model deployment's handle (layout "split") or the towers' object in the gateway's own replica ("combined")
+Part = DeploymentHandle | Any
+
 
 class ServeBackend:
     """The gateway's :class:`~signclip.api.backend.Backend`: calls the model deployments, maps Ray's failures."""
 
-    def __init__(self, text: DeploymentHandle, pose: DeploymentHandle, video: DeploymentHandle | None,
-                 search: DeploymentHandle | None, settings: ServiceSettings):
+    def __init__(self, text: Part, pose: Part, video: DeploymentHandle | None, search: DeploymentHandle | None,
+                 settings: ServiceSettings):
         self.text, self.pose, self.video, self.search, self.settings = text, pose, video, search, settings
         self._models: dict[str, ModelInfo] | None = None
         self._indexes: dict[str, IndexInfo] | None = None
+
+    async def _call(self, part: Part, method: str, *args: Any, timeout_s: float | None = None) -> Any:
+        """``part.method(*args)``: through Serve for a deployment, else on the object in this replica."""
+        if isinstance(part, DeploymentHandle):
+            return await self._await(getattr(part, method).remote(*args), timeout_s)
+        answer = getattr(part, method)(*args)
+        if not inspect.isawaitable(answer):
+            return answer
+        try:
+            return await asyncio.wait_for(answer, timeout_s or self.settings.request_timeout_s)
+        except TimeoutError:
+            raise ApiError(504, "the model did not answer in time", "timeout") from None
 
     async def _await(self, response: DeploymentResponse, timeout_s: float | None = None) -> Any:
         from ray.exceptions import ActorUnavailableError, RayActorError
@@ -44,10 +61,10 @@ class ServeBackend:
             raise ApiError(504, "the model deployment did not answer in time", "timeout") from None
 
     async def embed_texts(self, model: str, texts: list[str]) -> Embedded:
-        return await self._await(self.text.embed.remote(model, texts))
+        return await self._call(self.text, "embed", model, texts)
 
     async def embed_poses(self, model: str, poses: list[bytes]) -> Embedded | Rejected:
-        return await self._await(self.pose.embed.remote(model, poses))
+        return await self._call(self.pose, "embed", model, poses)
 
     async def video_to_pose(self, video: bytes, suffix: str) -> ExtractedPose | Rejected:
         if self.video is None:
@@ -57,9 +74,9 @@ class ServeBackend:
     async def ready(self) -> dict[str, Any]:
         """Ready when the text and pose deployments hold every model; video extraction is reported, not required
         (a busy extractor must not take the embedding service out of rotation)."""
-        parts = {"text": self.text, "pose": self.pose} | ({"video": self.video} if self.video else {}) | \
-            ({"search": self.search} if self.search else {})
-        answers = await asyncio.gather(*(self._await(h.ready.remote(), timeout_s=5.0) for h in parts.values()),
+        parts: dict[str, Part] = {"text": self.text, "pose": self.pose}
+        parts |= ({"video": self.video} if self.video else {}) | ({"search": self.search} if self.search else {})
+        answers = await asyncio.gather(*(self._call(part, "ready", timeout_s=5.0) for part in parts.values()),
                                        return_exceptions=True)
         components = {}
         for name, answer in zip(parts, answers, strict=True):
@@ -75,7 +92,7 @@ class ServeBackend:
 
     async def models(self) -> dict[str, ModelInfo]:
         if self._models is None:
-            self._models = await self._await(self.text.info.remote())
+            self._models = await self._call(self.text, "info")
         return self._models
 
     def _searching(self) -> DeploymentHandle:
@@ -105,9 +122,14 @@ class ServeBackend:
 class Gateway:
     """The HTTP ingress: :func:`signclip.api.create_app` over the model deployments."""
 
-    def __init__(self, text: DeploymentHandle, pose: DeploymentHandle, video: DeploymentHandle | None,
+    def __init__(self, text: DeploymentHandle | None, pose: DeploymentHandle | None, video: DeploymentHandle | None,
                  search: DeploymentHandle | None, settings: ServiceSettings):
         self.settings = settings
+        if text is None or pose is None:  # layout "combined": the models live here
+            from signclip.service.deployments import InReplicaModels
+
+            models = InReplicaModels(settings)
+            text, pose = models.text, models.pose
         self.backend = ServeBackend(text, pose, video, search, settings)
 
     def __serve_build_asgi_app__(self) -> Any:

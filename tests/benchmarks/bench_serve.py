@@ -1,4 +1,4 @@
-"""Load test: the Ray Serve embedding service (signclip/jobs/serve.py) against a server with the original API's semantics.
+"""Load test: the Ray Serve embedding service (signclip serve) against a server with the original API's semantics.
 
     flock /tmp/signclip-ray.lock .venv/bin/python tests/benchmarks/bench_serve.py            # 32 clients, 30 s a mix
     flock /tmp/signclip-ray.lock .venv/bin/python tests/benchmarks/bench_serve.py --quick    # 8 clients, 8 s a mix
@@ -10,42 +10,26 @@ each text padded to 63 tokens and followed by a pass of the pose tower on a dumm
 Clients are closed-loop (each sends its next request when the last is answered), on real poses and prompts.
 Both servers are up for the whole run, warmed up first, and loaded in turn, never together: the load time of
 a mix is split into rounds whose server order alternates, so drifting background load affects both alike
-(the idle Ray processes cost the baseline's turns a little CPU). The baseline process and each model replica
-get the same torch thread count (``--threads``).
+(the idle Ray processes cost the baseline's turns a little CPU). The service is ``signclip serve`` as a user starts
+it (``--layout``, ``--serve-mode``: the defaults unless given); the baseline gets ``--threads`` torch threads.
 Throughput counts answered requests (HTTP 200) over the time until the last one came back.
 """
 
 from __future__ import annotations
 
 import argparse
-import asyncio
 import base64
 import contextlib
 import json
 import os
-import random
-import socket
-import subprocess
 import sys
 import tempfile
-import time
-from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
 
-import httpx
 import numpy as np
 
-GLOSSES = ["house", "sad", "library", "police", "mother", "school", "water", "thank you", "good morning", "book",
-           "friend", "teacher", "coffee", "tomorrow", "how are you", "random text"]
-POSES = ["house-colin-1", "house-spreadthesign", "sad-colin", "library", "refined-face-553"]
-MIXES = {"text": 0.0, "pose": 1.0, "mixed": 0.5}  # share of pose requests
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+sys.path.insert(0, str(Path(__file__).parent))
+from http_load import MIXES, Result, embed_once, load, running, sample_poses  # noqa: E402
 
 
 # -- the baseline server ---------------------------------------------------------------------------------
@@ -98,122 +82,16 @@ def run_baseline(model_dir: str, port: int, threads: int) -> None:
     app.run(host="127.0.0.1", port=port, threaded=False)
 
 
-# -- the load ----------------------------------------------------------------------------------------------
-@dataclass
-class Result:
-    ok: int
-    errors: int
-    seconds: float
-    latencies: list[float]
-
-    @property
-    def rps(self) -> float:
-        return self.ok / self.seconds if self.seconds else 0.0
-
-    def percentile(self, q: float) -> float:
-        return float(np.percentile(self.latencies, q)) * 1000 if self.latencies else float("nan")
-
-
-def make_request(rng: random.Random, pose_share: float, poses: dict[str, str]) -> tuple[str, dict]:
-    if rng.random() < pose_share:
-        return "/api/embed/pose", {"pose": poses[rng.choice(POSES)]}
-    return "/api/embed/text", {"text": f"<en> <ase> {rng.choice(GLOSSES)}"}
-
-
-async def load(url: str, clients: int, seconds: float, pose_share: float, poses: dict[str, str]) -> Result:
-    latencies: list[float] = []
-    errors = 0
-    last_done = 0.0
-    limits = httpx.Limits(max_connections=clients, max_keepalive_connections=clients)
-    async with httpx.AsyncClient(limits=limits, timeout=300) as client:
-        start = time.perf_counter()
-        deadline = start + seconds
-
-        async def one_client(seed: int) -> None:
-            nonlocal errors, last_done
-            rng = random.Random(seed)
-            while time.perf_counter() < deadline:
-                path, body = make_request(rng, pose_share, poses)
-                sent = time.perf_counter()
-                try:
-                    r = await client.request("GET", url + path, json=body)
-                    good = r.status_code == 200
-                except httpx.HTTPError:
-                    good = False
-                done = time.perf_counter()
-                last_done = max(last_done, done)
-                if good:
-                    latencies.append(done - sent)
-                else:
-                    errors += 1
-
-        await asyncio.gather(*(one_client(i) for i in range(clients)))
-    return Result(len(latencies), errors, last_done - start, latencies)
-
-
-def wait_healthy(url: str, timeout: float = 300) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        try:
-            if httpx.get(url + "/health", timeout=2).status_code == 200:
-                return
-        except httpx.HTTPError:
-            pass
-        time.sleep(0.5)
-    raise RuntimeError(f"{url} did not come up")
-
-
-def warm_up(url: str, poses: dict[str, str]) -> tuple[list[float], list[float]]:
-    text = httpx.request("GET", url + "/api/embed/text", json={"text": "<en> <ase> house"}, timeout=300)
-    pose = httpx.request("GET", url + "/api/embed/pose", json={"pose": poses["house-colin-1"]}, timeout=300)
-    assert text.status_code == 200 and pose.status_code == 200, (text.text[:200], pose.text[:200])
-    return text.json()["embeddings"][0], pose.json()["embeddings"][0]
-
-
-def merge(a: Result | None, b: Result) -> Result:
-    return b if a is None else Result(a.ok + b.ok, a.errors + b.errors, a.seconds + b.seconds,
-                                      a.latencies + b.latencies)
-
-
 # -- the two servers ------------------------------------------------------------------------------------------
-@contextlib.contextmanager
-def baseline_server(model_dir: str, threads: int) -> Iterator[str]:
-    port = free_port()
-    proc = subprocess.Popen([sys.executable, __file__, "--baseline-server", model_dir, "--port", str(port),
-                             "--threads", str(threads)])
-    try:
-        url = f"http://127.0.0.1:{port}"
-        wait_healthy(url)
-        yield url
-    finally:
-        proc.terminate()
-        proc.wait(30)
+def baseline_server(model_dir: str, threads: int) -> contextlib.AbstractContextManager[str]:
+    return running([sys.executable, __file__, "--baseline-server", model_dir, "--threads", str(threads)])
 
 
-@contextlib.contextmanager
-def serve_server(model_dir: str, cpus: int, threads: int) -> Iterator[str]:
-    """The service with its default deployment options (autoscaling included), video extraction off."""
-    os.environ.setdefault("RAY_AUTH_MODE", "disabled")
-    import ray
-    from ray import serve
-
-    from signclip.api import ServiceSettings
-    from signclip.service import make_app
-
-    ray.init(num_cpus=cpus, include_dashboard=False, log_to_driver=False, configure_logging=False,
-             _node_ip_address="127.0.0.1")
-    try:
-        port = free_port()
-        serve.start(http_options={"host": "127.0.0.1", "port": port})
-        settings = ServiceSettings.from_mapping({"models": {"default": model_dir}, "enable_video": False,
-                                                 "torch_threads": threads})
-        serve.run(make_app(settings), name="signclip", route_prefix="/")
-        url = f"http://127.0.0.1:{port}"
-        wait_healthy(url)
-        yield url
-    finally:
-        serve.shutdown()
-        ray.shutdown()
+def serve_server(model_dir: str, args: argparse.Namespace) -> contextlib.AbstractContextManager[str]:
+    """``signclip serve`` as a user starts it (its default deployment options, autoscaling included), video off."""
+    return running([sys.executable, "-m", "signclip.jobs.serve", "--model", f"default={model_dir}", "--no-video",
+                    "--host", "127.0.0.1", "--num-cpus", str(args.cpus), "--layout", args.layout,
+                    "--serve-mode", args.serve_mode], env=dict(os.environ, RAY_AUTH_MODE="disabled"))
 
 
 def measure(urls: dict[str, str], args: argparse.Namespace, poses: dict[str, str]) -> dict[str, dict[str, Result]]:
@@ -222,10 +100,9 @@ def measure(urls: dict[str, str], args: argparse.Namespace, poses: dict[str, str
     for round_ in range(args.rounds):
         for mix in args.mixes:
             for name in (list(urls) if round_ % 2 == 0 else list(urls)[::-1]):
-                r = asyncio.run(load(urls[name], args.clients, args.seconds / args.rounds, MIXES[mix], poses))
-                results[name][mix] = merge(results[name].get(mix), r)
-                print(f"  round {round_ + 1} {name:8s} {mix:6s} {r.ok:5d} ok {r.errors:3d} errors  {r.rps:7.2f} req/s  "
-                      f"p50 {r.percentile(50):8.1f} ms  p99 {r.percentile(99):8.1f} ms", flush=True)
+                r = load(urls[name], args.clients, args.seconds / args.rounds, MIXES[mix], poses)
+                results[name][mix] = results[name].get(mix, Result()) + r
+                print(f"  round {round_ + 1} {name:8s} {mix:6s} {r.line()}", flush=True)
     return results
 
 
@@ -237,8 +114,9 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=3, help="alternating rounds the load time is split into")
     parser.add_argument("--quick", action="store_true", help="8 clients, 8 s, text and pose mixes")
     parser.add_argument("--cpus", type=int, default=os.cpu_count(), help="CPUs of the local Ray")
-    parser.add_argument("--threads", type=int, default=1,
-                        help="torch threads of the baseline process and of each model replica")
+    parser.add_argument("--threads", type=int, default=1, help="torch threads of the baseline process")
+    parser.add_argument("--layout", choices=("combined", "split"), default="combined", help="signclip serve --layout")
+    parser.add_argument("--serve-mode", choices=("fast", "default"), default="fast", help="signclip serve --serve-mode")
     parser.add_argument("--out", help="write the figures as JSON here")
     parser.add_argument("--baseline-server", metavar="MODEL_DIR", help=argparse.SUPPRESS)
     parser.add_argument("--port", type=int, help=argparse.SUPPRESS)
@@ -250,20 +128,19 @@ def main() -> None:
         args.clients, args.seconds, args.mixes, args.rounds = 8, 8.0, ["text", "pose"], 1
 
     import signclip
-    from signclip.io import sample_data
 
-    poses = {name: base64.b64encode(sample_data.path(f"poses/{name}.pose").read_bytes()).decode() for name in POSES}
+    poses = sample_poses()
     with tempfile.TemporaryDirectory(prefix="bench-serve-") as tmp:
         model_dir = str(Path(tmp) / "e7.2")
         model = signclip.create("e7.2")
         model.save(model_dir)
         print(f"e7.2 (random weights), {sum(p.numel() for p in model.parameters()) / 1e6:.0f}M parameters; "
-              f"{args.clients} clients, {args.seconds:g} s per mix; {os.cpu_count()} CPUs, {args.threads} torch "
-              f"thread(s) in the baseline and in each model replica", flush=True)
+              f"{args.clients} clients, {args.seconds:g} s per mix; {os.cpu_count()} CPUs; baseline "
+              f"{args.threads} torch thread(s); signclip serve --layout {args.layout} --serve-mode "
+              f"{args.serve_mode}", flush=True)
         del model
-        with baseline_server(model_dir, args.threads) as base_url, \
-                serve_server(model_dir, args.cpus, args.threads) as serve_url:
-            base_vectors, our_vectors = warm_up(base_url, poses), warm_up(serve_url, poses)
+        with baseline_server(model_dir, args.threads) as base_url, serve_server(model_dir, args) as serve_url:
+            base_vectors, our_vectors = embed_once(base_url, poses), embed_once(serve_url, poses)
             results = measure({"baseline": base_url, "serve": serve_url}, args, poses)
     baseline, ours = results["baseline"], results["serve"]
     diff = max(float(np.max(np.abs(np.subtract(a, b)))) for a, b in zip(base_vectors, our_vectors, strict=True))
@@ -283,7 +160,8 @@ def main() -> None:
                         "throughput_ratio": ratio}
     if args.out:
         Path(args.out).write_text(json.dumps({"clients": args.clients, "seconds": args.seconds, "rounds": args.rounds,
-                                              "threads": args.threads, "mixes": figures}, indent=2))
+                                              "threads": args.threads, "layout": args.layout,
+                                              "serve_mode": args.serve_mode, "mixes": figures}, indent=2))
 
 
 if __name__ == "__main__":

@@ -1,11 +1,13 @@
 """What the service costs per request beyond the model: Ray Serve against a bare single-process server.
 
     flock /tmp/signclip-ray.lock .venv/bin/python tests/benchmarks/bench_serve_overhead.py
-    flock /tmp/signclip-ray.lock .venv/bin/python tests/benchmarks/bench_serve_overhead.py --modes default fast
+    flock /tmp/signclip-ray.lock .venv/bin/python tests/benchmarks/bench_serve_overhead.py --servers serve/fast
 
 With a model that costs almost nothing (the ``tiny`` preset, random weights), a request's time is the
-service's own: HTTP, JSON, base64, pose parsing, the hops between Serve's processes. Three servers answer the
-original API (``GET /api/embed/text|pose``) on the same model directory, one at a time, never together:
+service's own: HTTP, JSON, base64, pose parsing, the hops between Serve's processes. The servers answer the
+original API (``GET /api/embed/text|pose``) on the same model directory. Each is loaded against the baseline
+in alternating rounds (never both at once), so drifting background load hits both alike; the baseline is up
+the whole time, the others one after another (an idle Ray beside the baseline costs its turns a little CPU):
 
 - ``bare``: one uvicorn process holding the same :class:`signclip.Embedder` (one torch thread), each request
   embedded on the event loop as it comes: the least a server can do, and the baseline;
@@ -13,12 +15,13 @@ original API (``GET /api/embed/text|pose``) on the same model directory, one at 
   app itself adds to ``bare``;
 - ``noop``: a Serve ingress that reads the body and answers a constant embedding: Ray Serve's own floor;
 - ``serve``: the project's service, ``signclip serve`` as a user starts it (autoscaling, batching across
-  requests, 503 when queues are full).
+  requests, 503 when queues are full), its models in the gateway's replicas (layout ``combined``);
+- ``split``: the same with the models in their own deployments (``--layout split``).
 
-``noop`` and ``serve`` run once per Serve mode: ``default`` (Ray Serve as installed) and ``fast``
-(``RAY_SERVE_THROUGHPUT_OPTIMIZED=1`` and ``RAY_SERVE_ENABLE_HA_PROXY=1``: HAProxy as the ingress, direct
-gRPC between replicas; the mode ``signclip serve --fast`` sets). Each server is loaded with text and with pose
-requests at each client count (``--clients``), closed-loop; throughput counts HTTP 200 answers.
+Each Serve server runs once per Serve mode (``signclip serve --serve-mode``): ``default`` (Ray Serve's Python
+proxy) and ``fast`` (``RAY_SERVE_THROUGHPUT_OPTIMIZED=1``, ``RAY_SERVE_ENABLE_HA_PROXY=1``: HAProxy as the
+ingress, direct gRPC between replicas). Each server is loaded with text and with pose requests at each client
+count (``--clients``), closed-loop; throughput counts HTTP 200 answers.
 """
 
 from __future__ import annotations
@@ -28,17 +31,15 @@ import contextlib
 import json
 import os
 import signal
-import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).parent))
-from http_load import MIXES, Result, embed_once, load, sample_poses, wait_healthy  # noqa: E402
+from http_load import MIXES, Result, embed_once, load, running, sample_poses  # noqa: E402
 
-SERVE_MODES = {"default": {}, "fast": {"RAY_SERVE_THROUGHPUT_OPTIMIZED": "1", "RAY_SERVE_ENABLE_HA_PROXY": "1"}}
+from signclip.service import SERVE_MODES  # noqa: E402
 
 
 # -- the servers (each runs in its own process: ``--server KIND``) -----------------------------------------
@@ -125,47 +126,28 @@ def _wait_for_stop() -> None:
         time.sleep(0.2)
 
 
-@contextlib.contextmanager
-def server(kind: str, mode: str | None, model_dir: str, port: int, cpus: int, dim: int) -> Iterator[str]:
-    """Starts one server in its own process (the Serve mode's variables in its environment), stops it after."""
+def server(kind: str, mode: str | None, model_dir: str, cpus: int, dim: int) -> contextlib.AbstractContextManager[str]:
+    """One server in its own process, the Serve mode's variables in its environment."""
     env = dict(os.environ, RAY_AUTH_MODE="disabled") | SERVE_MODES[mode or "default"]
-    if kind == "serve":
-        command = [sys.executable, "-m", "signclip.jobs.serve", "--model", f"default={model_dir}", "--no-video",
-                   "--host", "127.0.0.1", "--port", str(port), "--num-cpus", str(cpus)]
-    else:
-        command = [sys.executable, __file__, "--server", kind, "--model-dir", model_dir, "--port", str(port),
-                   "--cpus", str(cpus), "--dim", str(dim)]
-    log = tempfile.TemporaryFile()
-    proc = subprocess.Popen(command, env=env, stdout=log, stderr=subprocess.STDOUT)
-    url = f"http://127.0.0.1:{port}"
-    try:
-        try:
-            wait_healthy(url, proc=proc)
-        except RuntimeError:
-            log.seek(0)
-            sys.stderr.write(log.read().decode(errors="replace")[-6000:])
-            raise
-        yield url
-    finally:
-        proc.send_signal(signal.SIGTERM)
-        try:
-            proc.wait(60)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
-        log.close()
+    if kind in ("serve", "split"):
+        return running([sys.executable, "-m", "signclip.jobs.serve", "--model", f"default={model_dir}",
+                        "--no-video", "--host", "127.0.0.1", "--num-cpus", str(cpus), "--serve-mode",
+                        mode or "default", "--layout", "combined" if kind == "serve" else "split"], env)
+    return running([sys.executable, __file__, "--server", kind, "--model-dir", model_dir, "--cpus", str(cpus),
+                    "--dim", str(dim)], env)
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--clients", type=int, nargs="+", default=[8, 64], help="closed-loop client counts")
-    parser.add_argument("--seconds", type=float, default=8.0, help="load time per (server, mix, clients)")
+    parser.add_argument("--seconds", type=float, default=8.0, help="load time per server, mix and client count")
+    parser.add_argument("--rounds", type=int, default=2, help="alternating rounds the load time is split into")
     parser.add_argument("--mixes", nargs="+", default=["text", "pose"], choices=list(MIXES))
-    servers = ["bare", "app"] + [f"{kind}/{mode}" for mode in SERVE_MODES for kind in ("noop", "serve")]
+    servers = ["app"] + [f"{kind}/{mode}" for mode in ("default", "fast") for kind in ("noop", "serve", "split")]
     parser.add_argument("--servers", nargs="+", default=servers, choices=servers,
-                        help="which servers to load (bare is the baseline and always runs)")
+                        help="which servers to load, each against bare (the baseline, always up)")
     parser.add_argument("--cpus", type=int, default=os.cpu_count(), help="CPUs of each Serve server's Ray")
-    parser.add_argument("--port", type=int, default=8731)
+    parser.add_argument("--port", type=int, help=argparse.SUPPRESS)
     parser.add_argument("--out", help="write the figures as JSON here")
     parser.add_argument("--server", choices=("bare", "app", "noop"), help=argparse.SUPPRESS)
     parser.add_argument("--model-dir", help=argparse.SUPPRESS)
@@ -186,45 +168,59 @@ def main() -> None:
     import signclip
 
     poses = sample_poses()
-    results: dict[str, dict[str, Result]] = {}
+    # figures[server][load] = (server's result, bare's result in the same rounds)
+    figures: dict[str, dict[str, tuple[Result, Result]]] = {}
     with tempfile.TemporaryDirectory(prefix="bench-serve-overhead-") as tmp:
         model_dir = str(Path(tmp) / "tiny")
         model = signclip.create("tiny")
         model.save(model_dir)
         dim = model.cfg.embedding_dim
         print(f"tiny model (random weights, {dim}-d); {os.cpu_count()} CPUs; clients {args.clients}; "
-              f"{args.seconds:g} s per load", flush=True)
-        reference: tuple[list[float], list[float]] | None = None
-        for name in ["bare"] + [s for s in args.servers if s != "bare"]:
-            kind, _, mode = name.partition("/")
-            with server(kind, mode, model_dir, args.port, args.cpus, dim) as url:
-                vectors = embed_once(url, poses)
-                if kind == "bare":
-                    reference = vectors
-                elif kind != "noop" and reference is not None:
-                    diff = max(float(np.max(np.abs(np.subtract(a, b)))) for a, b in zip(reference, vectors))
-                    print(f"  {name}: max |bare - {kind}| over one text and one pose embedding = {diff:.1e}")
-                for mix in args.mixes:
-                    for clients in args.clients:
-                        r = load(url, clients, args.seconds, MIXES[mix], poses)
-                        results.setdefault(name, {})[f"{mix}/{clients}"] = r
-                        print(f"  {name:14s} {mix:5s} {clients:3d} clients {r.line()}", flush=True)
+              f"{args.seconds:g} s per load and server in {args.rounds} alternating rounds", flush=True)
+        with server("bare", None, model_dir, args.cpus, dim) as bare_url:
+            reference = embed_once(bare_url, poses)
+            for name in [s for s in args.servers if s != "bare"]:
+                kind, _, mode = name.partition("/")
+                with server(kind, mode or None, model_dir, args.cpus, dim) as url:
+                    vectors = embed_once(url, poses)
+                    if kind != "noop":
+                        diff = max(float(np.max(np.abs(np.subtract(a, b)))) for a, b in zip(reference, vectors))
+                        print(f"  {name}: max |bare - {kind}| over one text and one pose embedding = {diff:.1e}")
+                    for mix in args.mixes:
+                        for clients in args.clients:
+                            figures.setdefault(name, {})[f"{mix}/{clients}"] = measure(
+                                {name: url, "bare": bare_url}, args, clients, MIXES[mix], poses)
+    report(figures, args.out)
 
-    bare = results["bare"]
-    print(f"\n{'server':14s} {'load':10s} {'req/s':>9s} {'bare req/s':>11s} {'ratio':>6s} {'p50 ms':>8s} "
-          f"{'p99 ms':>8s}")
-    figures = {}
-    for name, by_load in results.items():
-        for key, r in by_load.items():
-            base = bare[key]
+
+def measure(urls: dict[str, str], args: argparse.Namespace, clients: int, pose_share: float,
+            poses: dict[str, str]) -> tuple[Result, Result]:
+    """One load on a server and on bare in alternating rounds (drifting background load hits both alike)."""
+    totals = {name: Result() for name in urls}
+    for round_ in range(args.rounds):
+        for name in (list(urls) if round_ % 2 == 0 else list(urls)[::-1]):
+            totals[name] = totals[name] + load(urls[name], clients, args.seconds / args.rounds, pose_share, poses)
+    name, other = list(urls)
+    kind = "pose" if pose_share else "text"
+    for label in (name, other):
+        print(f"  {label:14s} {kind:5s} {clients:3d} clients {totals[label].line()}", flush=True)
+    return totals[name], totals[other]
+
+
+def report(figures: dict[str, dict[str, tuple[Result, Result]]], out: str | None) -> None:
+    print(f"\n{'server':14s} {'load':9s} {'req/s':>8s} {'bare req/s':>10s} {'ratio':>6s} {'p50 ms':>7s} "
+          f"{'bare p50':>8s} {'p99 ms':>7s} {'bare p99':>8s}")
+    table: dict[str, dict[str, dict[str, float]]] = {}
+    for name, by_load in figures.items():
+        for key, (r, base) in by_load.items():
             ratio = r.rps / base.rps if base.rps else float("nan")
-            print(f"{name:14s} {key:10s} {r.rps:9.1f} {base.rps:11.1f} {ratio:6.2f} {r.percentile(50):8.1f} "
-                  f"{r.percentile(99):8.1f}")
-            figures.setdefault(name, {})[key] = {"rps": r.rps, "ratio_to_bare": ratio, "p50_ms": r.percentile(50),
-                                                 "p99_ms": r.percentile(99), "ok": r.ok, "errors": r.errors}
-    if args.out:
-        Path(args.out).write_text(json.dumps({"clients": args.clients, "seconds": args.seconds, "figures": figures},
-                                             indent=2))
+            print(f"{name:14s} {key:9s} {r.rps:8.1f} {base.rps:10.1f} {ratio:6.2f} {r.percentile(50):7.1f} "
+                  f"{base.percentile(50):8.1f} {r.percentile(99):7.1f} {base.percentile(99):8.1f}")
+            table.setdefault(name, {})[key] = {"rps": r.rps, "bare_rps": base.rps, "ratio_to_bare": ratio,
+                                               "p50_ms": r.percentile(50), "p99_ms": r.percentile(99),
+                                               "errors": r.errors}
+    if out:
+        Path(out).write_text(json.dumps(table, indent=2))
 
 
 if __name__ == "__main__":

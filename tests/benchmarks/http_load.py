@@ -9,9 +9,15 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import contextlib
 import random
+import signal
+import socket
 import subprocess
+import sys
+import tempfile
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 
 import aiohttp
@@ -134,3 +140,35 @@ def embed_once(url: str, poses: dict[str, str]) -> tuple[list[float], list[float
         with urllib.request.urlopen(request, timeout=300) as r:
             vectors.append(json.loads(r.read())["embeddings"][0])
     return vectors[0], vectors[1]
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@contextlib.contextmanager
+def running(command: list[str], env: dict[str, str] | None = None) -> Iterator[str]:
+    """A server started by ``command`` (which takes ``--port``), stopped with SIGTERM after; its output is
+    shown if it fails to come up."""
+    port = free_port()
+    log = tempfile.TemporaryFile()
+    proc = subprocess.Popen(command + ["--port", str(port)], env=env, stdout=log, stderr=subprocess.STDOUT)
+    url = f"http://127.0.0.1:{port}"
+    try:
+        try:
+            wait_healthy(url, proc=proc)
+        except RuntimeError:
+            log.seek(0)
+            sys.stderr.write(log.read().decode(errors="replace")[-6000:])
+            raise
+        yield url
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        try:
+            proc.wait(60)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+        log.close()
