@@ -28,6 +28,7 @@ QUICK = {
     "featurize": ["--rounds", "2"],
     "search": ["--clips", "20000", "--seconds", "8"],
     "serve": ["--quick"],
+    "serve_overhead": ["--seconds", "4", "--servers", "noop/fast", "serve/fast"],
     "train": ["--rows", "48"],
 }
 
