@@ -123,6 +123,8 @@ def test_a_fixed_replica_count_replaces_the_default_autoscaling(model_dir):
     gateway = make_app(settings, {"Gateway": {"num_replicas": 3}})._bound_deployment  # noqa: SLF001
     assert gateway.num_replicas == 3 and gateway._deployment_config.autoscaling_config is None  # noqa: SLF001
     assert gateway.ray_actor_options["num_cpus"] == 1, "the models' CPU comes with them into the Gateway"
+    gpu = make_app(settings, {"Gateway": {"ray_actor_options": {"num_gpus": 1}}})._bound_deployment  # noqa: SLF001
+    assert gpu.ray_actor_options["num_gpus"] == 1 and gpu.ray_actor_options["num_cpus"] == 1
 
 
 def test_cli_rejects_bad_models_before_starting_ray(model_dir, tmp_path, capsys):
@@ -133,6 +135,20 @@ def test_cli_rejects_bad_models_before_starting_ray(model_dir, tmp_path, capsys)
     assert "holds no native SignCLIP model" in capsys.readouterr().err
     args = parse_args(["--model", f"a={model_dir}", "--model", "b=y", "--port", "9000"])
     assert args.model == [f"a={model_dir}", "b=y"] and args.host is None and args.port == 9000
+    assert args.serve_mode == "fast" and args.layout is None and args.gpus is None
+
+
+def test_cli_gpus_go_to_the_replicas_that_hold_models(model_dir):
+    from signclip.jobs.serve import with_gpus
+
+    combined = ServiceSettings(models={"default": str(model_dir)})
+    split = ServiceSettings(models={"default": str(model_dir)}, layout="split")
+    given = {"Gateway": {"ray_actor_options": {"num_cpus": 2}}}
+    assert with_gpus(given, combined, 1) == {"Gateway": {"ray_actor_options": {"num_cpus": 2, "num_gpus": 1}}}
+    assert given == {"Gateway": {"ray_actor_options": {"num_cpus": 2}}}, "the config's options are not changed"
+    assert set(with_gpus(given, split, 0.5)) == {"Gateway", "TextEmbedder", "PoseEmbedder"}
+    assert with_gpus(given, split, 0.5)["Gateway"] == given["Gateway"]
+    assert with_gpus(given, combined, None) is given
 
 
 # --- how the gateway reports Ray's failures ----------------------------------------------------------

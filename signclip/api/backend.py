@@ -64,22 +64,27 @@ class Backend(Protocol):
     async def pose_file(self, index: str, clip_id: str) -> bytes | None: ...
 
 
-def load_models(locations: dict[str, str]) -> dict[str, LoadedModel]:
+def load_models(locations: dict[str, str], precision: str = "fp32", device: str | None = None
+                ) -> dict[str, LoadedModel]:
     """Load every model, local or fetched from object storage into this node's cache (strict loading; an
-    unusable model raises ``CheckpointError`` naming it)."""
+    unusable model raises ``CheckpointError`` naming it), onto ``device`` (default: the GPU if torch sees one)."""
+    import torch
+
     from signclip.io.model_cache import fingerprint, local_model
     from signclip.model.factory import load
 
+    device = device or ("cuda" if torch.cuda.is_available() else "cpu")
     loaded = {}
     for name, location in locations.items():
         directory = local_model(location)
-        model = load(directory)
+        model = load(directory, device=device)
         cfg = model.cfg
         info = ModelInfo(name=name, preset=cfg.name, embedding_dim=cfg.embedding_dim, feature_set=cfg.feature_set,
                          feature_dim=cfg.feature_dim, max_frames=cfg.max_frames, max_text_tokens=cfg.max_text_tokens,
                          similarity=cfg.similarity, fingerprint=fingerprint(directory))
-        loaded[name] = LoadedModel(Embedder(model), info)
-        log.info("loaded model %s (%s, %s) from %s", name, cfg.name, info.fingerprint, location)
+        loaded[name] = LoadedModel(Embedder(model, precision=precision), info)  # type: ignore[arg-type]
+        log.info("loaded model %s (%s, %s) from %s on %s, %s", name, cfg.name, info.fingerprint, location, device,
+                 precision)
     return loaded
 
 
@@ -217,7 +222,7 @@ class LocalBackend:
 
     def __init__(self, settings: ServiceSettings):
         self.settings = settings
-        self._models = load_models(settings.models)
+        self._models = load_models(settings.models, settings.precision)
         self._indexes = load_indexes(settings)
         self._runner: Any = None
         self._video_lock = threading.Lock()

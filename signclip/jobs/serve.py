@@ -15,11 +15,12 @@ import os
 import signal
 import sys
 import threading
+from typing import Any
 
 from signclip.api.settings import LAYOUTS, ServiceSettings, parse_models
 from signclip.jobs import contract
 from signclip.jobs.submit import parse_env
-from signclip.service import APP_NAME, SERVE_MODES, make_app, read_serve_config, use_serve_mode
+from signclip.service import APP_NAME, MODEL_DEPLOYMENTS, SERVE_MODES, make_app, read_serve_config, use_serve_mode
 
 log = logging.getLogger(__name__)
 
@@ -55,9 +56,26 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                         help="Ray Serve's data plane for the local Ray this starts: fast (HAProxy ingress and "
                              "direct gRPC between replicas, the default) or default (Serve's Python proxy); on a "
                              "cluster the nodes' environment decides (see cluster/README.md)")
+    parser.add_argument("--gpus", type=float, default=None, metavar="N",
+                        help="GPUs per model replica (the Gateway's, or the embedders' with --layout split); "
+                             "its models then run on its GPU")
+    parser.add_argument("--precision", choices=("fp32", "bf16"), default=None, help="inference precision")
     parser.add_argument("--no-video", action="store_true", help="do not deploy video extraction")
     parser.add_argument("--cors-origin", action="append", default=[], help="an allowed browser origin (repeatable)")
     return parser.parse_args(argv)
+
+
+def with_gpus(options: dict[str, dict[str, Any]], settings: ServiceSettings, gpus: float | None
+              ) -> dict[str, dict[str, Any]]:
+    """``options`` with ``gpus`` GPUs for each replica that holds models (the Gateway's, or the embedders' in
+    the split layout)."""
+    if not gpus:
+        return options
+    out = {name: dict(o) for name, o in options.items()}
+    for name in ("Gateway",) if settings.layout == "combined" else MODEL_DEPLOYMENTS:
+        chosen = out.setdefault(name, {})
+        chosen["ray_actor_options"] = {**chosen.get("ray_actor_options", {}), "num_gpus": gpus}
+    return out
 
 
 def _is_loopback(host: str) -> bool:
@@ -82,12 +100,14 @@ def main(argv: list[str] | None = None) -> int:
             app_args["search_mode"] = args.search_mode
         if args.layout:
             app_args["layout"] = args.layout
+        if args.precision:
+            app_args["precision"] = args.precision
         if args.no_video:
             app_args["enable_video"] = False
         if args.cors_origin:
             app_args["cors_origins"] = args.cors_origin
         settings = ServiceSettings.from_mapping(app_args)
-        app = make_app(settings, options)
+        app = make_app(settings, with_gpus(options, settings, args.gpus))
     except (OSError, ValueError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2

@@ -55,8 +55,10 @@ def make_app(settings: ServiceSettings, options: Mapping[str, Mapping[str, Any]]
                          + ("; the models are in the Gateway's replicas, set its options" if combined else ""))
     if combined:
         chosen = options.get("Gateway", {})
-        options["Gateway"] = {k: v for k, v in COMBINED_GATEWAY.items()
-                              if not (k == "autoscaling_config" and "num_replicas" in chosen)} | chosen
+        defaults = {k: v for k, v in COMBINED_GATEWAY.items()
+                    if not (k == "autoscaling_config" and "num_replicas" in chosen)}
+        options["Gateway"] = defaults | chosen | {
+            "ray_actor_options": COMBINED_GATEWAY["ray_actor_options"] | chosen.get("ray_actor_options", {})}
 
     def configured(deployment: Any) -> Any:
         if deployment.name not in options:

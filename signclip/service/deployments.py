@@ -65,13 +65,21 @@ def _set_torch_threads(settings: ServiceSettings) -> int:
     return threads
 
 
+def _device() -> str:
+    """cuda for a replica given a GPU (``num_gpus``); CPU otherwise, even where the node's GPUs are visible."""
+    import ray
+    import torch
+
+    return "cuda" if ray.get_gpu_ids() and torch.cuda.is_available() else "cpu"
+
+
 class _ModelReplica:
     """Loads every served model once per replica (or shares ``models`` already loaded in this process)."""
 
     def __init__(self, settings: ServiceSettings, models: dict[str, LoadedModel] | None = None):
         if models is None:
             threads = _set_torch_threads(settings)
-            models = load_models(settings.models)
+            models = load_models(settings.models, settings.precision, _device())
             log.info("%s ready: models %s, %d torch threads", type(self).__name__, sorted(models), threads)
         self.models = models
 
@@ -125,7 +133,7 @@ class InReplicaModels:
 
     def __init__(self, settings: ServiceSettings):
         threads = _set_torch_threads(settings)
-        models = load_models(settings.models)
+        models = load_models(settings.models, settings.precision, _device())
         self.text = TextEmbedder.func_or_class(settings, models)
         self.pose = PoseEmbedder.func_or_class(settings, models)
         log.info("models %s in the gateway replica, %d torch threads", sorted(models), threads)

@@ -3,6 +3,7 @@ nothing, as a GPU's would) against what featurisation alone allows: cores x one 
 
     flock /tmp/signclip-ray.lock .venv/bin/python tests/benchmarks/bench_embed_pipeline.py            # 20,000 clips
     flock /tmp/signclip-ray.lock .venv/bin/python tests/benchmarks/bench_embed_pipeline.py --clips 4000
+    python tests/benchmarks/bench_embed_pipeline.py --preset e7.2 --job-options '{"precision": "bf16"}' --split
 
 Clips are symbolic links to the real Holistic poses of the sample data (round-robin), so every clip is read
 and featurised for real. In the same run: one core's featurisation rate (read the file + ``pose_features``,
@@ -57,12 +58,66 @@ def one_core_rate(clips: list[Path], seconds: float) -> float:
     return best
 
 
+def stage_rates(clips: list[Path], model_dir: str, precision: str, n: int = 2000) -> dict[str, float]:
+    """Clips/s of each stage after featurisation alone, in this process, on ``n`` clips: collate (host
+    batches as the Embedder forms them), transfer (host -> device), forward (the pose tower on the device,
+    back to host), write (one shard of ``n`` embedded rows). Each device step is timed to its end."""
+    import numpy as np
+    import torch
+
+    from signclip.embedding.stages import RunSpec, model_spec, write_shard
+    from signclip.model.embedder import Embedder
+    from signclip.model.factory import load
+    from signclip.pose.features import collate
+
+    device = "cuda" if torch.cuda.is_available() else "cpu"
+    embedder = Embedder(load(model_dir, device=device), precision=precision)  # type: ignore[arg-type]
+    features = [pose_features(str(c)) for c in clips[:n]]
+    lengths = [min(f.shape[0], embedder.model.cfg.max_frames) for f in features]
+    features = [f[:t] for f, t in zip(features, lengths)]
+    seconds = {"collate": 0.0, "transfer": 0.0, "forward": 0.0}
+
+    def timed(stage: str, step):  # noqa: ANN001, ANN202
+        if device == "cuda":
+            torch.cuda.synchronize()
+        started = time.perf_counter()
+        out = step()
+        if device == "cuda":
+            torch.cuda.synchronize()
+        seconds[stage] += time.perf_counter() - started
+        return out
+
+    vectors = np.zeros((len(features), embedder.model.cfg.embedding_dim), dtype=np.float32)
+    for _ in ("warm-up", "timed"):
+        seconds = dict.fromkeys(seconds, 0.0)
+        with embedder._inference():  # noqa: SLF001 - the Embedder's own batching, timed step by step
+            for batch in embedder._batches(lengths):  # noqa: SLF001
+                frames, mask = timed("collate", lambda b=batch: collate([features[i] for i in b]))
+                on_device = timed("transfer", lambda f=frames, m=mask: (torch.from_numpy(f).to(device),
+                                                                       torch.from_numpy(m).to(device)))
+                vectors[batch] = timed("forward", lambda d=on_device: embedder.model.encode_pose(*d).float().cpu())
+    spec = RunSpec(**model_spec(model_dir), output=str(Path(model_dir).parent / "split-emb"), run_id="split")
+    n_rows = len(features)
+    batch = {"id": np.array([f"clip-{i}" for i in range(n_rows)], dtype=object),
+             "kind": np.array(["pose"] * n_rows, dtype=object),
+             "source": np.array([str(c) for c in clips[:n_rows]], dtype=object),
+             "status": np.array(["ok"] * n_rows, dtype=object), "frames": np.array(lengths),
+             "segments": np.ones(n_rows, dtype=np.int64), "embedding": vectors}
+    started = time.perf_counter()
+    write_shard(batch, spec)
+    seconds["write"] = time.perf_counter() - started
+    return {stage: n_rows / s for stage, s in seconds.items()}
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--clips", type=int, default=20_000)
     parser.add_argument("--cpus", type=int, default=os.cpu_count(), help="CPUs of the local Ray (default: all)")
     parser.add_argument("--seconds", type=float, default=5.0, help="length of each one-core timing pass")
     parser.add_argument("--job-options", default="{}", help="extra EmbedOptions fields, as JSON")
+    parser.add_argument("--preset", default="tiny", help="the model's size (random weights): tiny, or e7.2 on a GPU")
+    parser.add_argument("--split", action="store_true",
+                        help="also time each stage after featurisation alone (collate, transfer, forward, write)")
     parser.add_argument("--out", help="also write the figures as JSON here")
     args = parser.parse_args(argv)
 
@@ -73,7 +128,7 @@ def main(argv: list[str] | None = None) -> int:
     with tempfile.TemporaryDirectory(prefix="bench-pipeline-") as tmp:
         work = Path(tmp)
         clips = make_clips(work / "clips", args.clips)
-        signclip.create("tiny", seed=0).save(str(work / "model"))
+        signclip.create(args.preset, seed=0).save(str(work / "model"))
         single = one_core_rate(clips, args.seconds)
         ceiling = args.cpus * single
         print(f"one core featurises {single:.1f} clips/s; {args.cpus} cores: {ceiling:.1f} clips/s", flush=True)
@@ -85,14 +140,19 @@ def main(argv: list[str] | None = None) -> int:
             summary = run(options)
         finally:
             ray.shutdown()
+        rates = stage_rates(clips, str(work / "model"), options.precision) if args.split else {}
     ratio = summary.clips_per_s / ceiling
-    print(f"job (tiny model): {summary.clips_per_s:.1f} clips/s ({summary.ok} ok of {summary.items} in "
-          f"{summary.seconds:.1f} s)")
+    print(f"job ({args.preset} model, {options.precision}): {summary.clips_per_s:.1f} clips/s ({summary.ok} ok of "
+          f"{summary.items} in {summary.seconds:.1f} s)")
+    if rates:
+        print("each stage alone, clips/s: featurise " + f"{ceiling:.0f} ({args.cpus} cores), "
+              + ", ".join(f"{stage} {rate:.0f}" for stage, rate in rates.items()))
     print(f"job / ({args.cpus} x one core's featurisation) = {ratio:.2f} (target >= 0.85)")
     print(f"stages: {summary.resources}")
     if args.out:
         Path(args.out).write_text(json.dumps({"one_core": single, "cores": args.cpus, "job": summary.clips_per_s,
-                                              "ratio": ratio, "resources": summary.resources}, indent=1))
+                                              "ratio": ratio, "resources": summary.resources,
+                                              "stages_alone": rates}, indent=1))
     return 0
 
 

@@ -42,7 +42,8 @@ def run_baseline(model_dir: str, port: int, threads: int) -> None:
     from signclip.pose.features import collate, pose_features
 
     torch.set_num_threads(threads)
-    model = signclip.load(model_dir)
+    device = "cuda" if torch.cuda.is_available() else "cpu"  # the original ran on a GPU when it had one
+    model = signclip.load(model_dir, device=device)
     tok = model.tokenizer
     max_tokens = model.cfg.max_text_tokens + 2
     app = Flask("baseline")
@@ -52,14 +53,15 @@ def run_baseline(model_dir: str, port: int, threads: int) -> None:
         padded, padded_mask = np.full((1, max_tokens), tok.pad_id), np.zeros((1, max_tokens), bool)
         padded[:, : ids.shape[1]], padded_mask[:, : ids.shape[1]] = ids, mask
         with torch.inference_mode():
-            emb = model.encode_text(torch.from_numpy(padded), torch.from_numpy(padded_mask))
-            model.encode_pose(torch.randn(1, 256, model.cfg.feature_dim), torch.ones(1, 256, dtype=torch.bool))
+            emb = model.encode_text(torch.from_numpy(padded).to(device), torch.from_numpy(padded_mask).to(device))
+            model.encode_pose(torch.randn(1, 256, model.cfg.feature_dim, device=device),
+                              torch.ones(1, 256, dtype=torch.bool, device=device))
         return emb[0].tolist()
 
     def embed_pose(data: bytes) -> list[float]:
         frames, mask = collate([pose_features(data, model.cfg.feature_set)[:256]], max_frames=256)
         with torch.inference_mode():
-            return model.encode_pose(torch.from_numpy(frames), torch.from_numpy(mask))[0].tolist()
+            return model.encode_pose(torch.from_numpy(frames).to(device), torch.from_numpy(mask).to(device))[0].tolist()
 
     @app.route("/api/embed/text", methods=["GET", "POST"])
     def text_route():  # noqa: ANN202
@@ -91,7 +93,8 @@ def serve_server(model_dir: str, args: argparse.Namespace) -> contextlib.Abstrac
     """``signclip serve`` as a user starts it (its default deployment options, autoscaling included), video off."""
     return running([sys.executable, "-m", "signclip.jobs.serve", "--model", f"default={model_dir}", "--no-video",
                     "--host", "127.0.0.1", "--num-cpus", str(args.cpus), "--layout", args.layout,
-                    "--serve-mode", args.serve_mode], env=dict(os.environ, RAY_AUTH_MODE="disabled"))
+                    "--serve-mode", args.serve_mode, "--precision", args.precision,
+                    *(["--gpus", str(args.gpus)] if args.gpus else [])], env=dict(os.environ, RAY_AUTH_MODE="disabled"))
 
 
 def measure(urls: dict[str, str], args: argparse.Namespace, poses: dict[str, str]) -> dict[str, dict[str, Result]]:
@@ -117,6 +120,8 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=1, help="torch threads of the baseline process")
     parser.add_argument("--layout", choices=("combined", "split"), default="combined", help="signclip serve --layout")
     parser.add_argument("--serve-mode", choices=("fast", "default"), default="fast", help="signclip serve --serve-mode")
+    parser.add_argument("--gpus", type=float, default=None, help="signclip serve --gpus (GPUs per model replica)")
+    parser.add_argument("--precision", choices=("fp32", "bf16"), default="fp32", help="signclip serve --precision")
     parser.add_argument("--out", help="write the figures as JSON here")
     parser.add_argument("--baseline-server", metavar="MODEL_DIR", help=argparse.SUPPRESS)
     parser.add_argument("--port", type=int, help=argparse.SUPPRESS)
@@ -137,7 +142,8 @@ def main() -> None:
         print(f"e7.2 (random weights), {sum(p.numel() for p in model.parameters()) / 1e6:.0f}M parameters; "
               f"{args.clients} clients, {args.seconds:g} s per mix; {os.cpu_count()} CPUs; baseline "
               f"{args.threads} torch thread(s); signclip serve --layout {args.layout} --serve-mode "
-              f"{args.serve_mode}", flush=True)
+              f"{args.serve_mode} --precision {args.precision}" + (f" --gpus {args.gpus:g}" if args.gpus else ""),
+              flush=True)
         del model
         with baseline_server(model_dir, args.threads) as base_url, serve_server(model_dir, args) as serve_url:
             base_vectors, our_vectors = embed_once(base_url, poses), embed_once(serve_url, poses)
