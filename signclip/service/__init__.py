@@ -31,9 +31,9 @@ from signclip.service.gateway import Gateway
 APP_NAME = "signclip"
 DEPLOYMENTS = ("Gateway", "TextEmbedder", "PoseEmbedder", "VideoToPose", "SearchIndex")
 # Ray Serve's data-plane switches (Ray >= 2.55), read from the environment of every Serve process when Ray
-# starts: "fast" puts HAProxy in front of the ingress replicas (which answer HTTP themselves; replica ports are
-# bound on every interface so the HAProxy of another node can reach them) and calls between deployments over
-# direct gRPC. Measured by tests/benchmarks/bench_serve_overhead.py.
+# starts: "fast" puts HAProxy in front of the ingress replicas (which answer HTTP themselves, on ports that the
+# HAProxy of every node must reach) and calls between deployments over direct gRPC. Measured by
+# tests/benchmarks/bench_serve_overhead.py.
 SERVE_MODES: dict[str, dict[str, str]] = {
     "fast": {"RAY_SERVE_THROUGHPUT_OPTIMIZED": "1", "RAY_SERVE_ENABLE_HA_PROXY": "1"},
     "default": {"RAY_SERVE_THROUGHPUT_OPTIMIZED": "0", "RAY_SERVE_ENABLE_HA_PROXY": "0"},

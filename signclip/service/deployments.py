@@ -73,15 +73,19 @@ def _device() -> str:
     return "cuda" if ray.get_gpu_ids() and torch.cuda.is_available() else "cpu"
 
 
+def _load_here(settings: ServiceSettings, holder: str) -> dict[str, LoadedModel]:
+    """Every served model, loaded in this replica with its torch threads set."""
+    threads = _set_torch_threads(settings)
+    models = load_models(settings.models, settings.precision, _device())
+    log.info("%s ready: models %s, %d torch threads", holder, sorted(models), threads)
+    return models
+
+
 class _ModelReplica:
     """Loads every served model once per replica (or shares ``models`` already loaded in this process)."""
 
     def __init__(self, settings: ServiceSettings, models: dict[str, LoadedModel] | None = None):
-        if models is None:
-            threads = _set_torch_threads(settings)
-            models = load_models(settings.models, settings.precision, _device())
-            log.info("%s ready: models %s, %d torch threads", type(self).__name__, sorted(models), threads)
-        self.models = models
+        self.models = models if models is not None else _load_here(settings, type(self).__name__)
 
     def ready(self) -> dict[str, Any]:
         return {"models": sorted(self.models), "pid": os.getpid()}
@@ -132,11 +136,9 @@ class InReplicaModels:
     batched across requests exactly as by the deployments above, without a hop between processes."""
 
     def __init__(self, settings: ServiceSettings):
-        threads = _set_torch_threads(settings)
-        models = load_models(settings.models, settings.precision, _device())
+        models = _load_here(settings, "Gateway (layout combined)")
         self.text = TextEmbedder.func_or_class(settings, models)
         self.pose = PoseEmbedder.func_or_class(settings, models)
-        log.info("models %s in the gateway replica, %d torch threads", sorted(models), threads)
 
 
 @serve.deployment(name="VideoToPose", ray_actor_options={"num_cpus": 0.5}, max_ongoing_requests=2,

@@ -39,7 +39,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).parent))
 from http_load import MIXES, Result, embed_once, load, running, sample_poses  # noqa: E402
 
-from signclip.service import SERVE_MODES  # noqa: E402
+from signclip.service import SERVE_MODES, use_serve_mode  # noqa: E402
 
 
 # -- the servers (each runs in its own process: ``--server KIND``) -----------------------------------------
@@ -94,7 +94,7 @@ def run_app(model_dir: str, port: int) -> None:
                 access_log=False)
 
 
-def run_noop(port: int, dim: int, cpus: int) -> None:
+def run_noop(port: int, dim: int, cpus: int, mode: str) -> None:
     """A Serve ingress that reads the body and answers one constant embedding, behind the same proxy."""
     import ray
     from ray import serve
@@ -111,6 +111,7 @@ def run_noop(port: int, dim: int, cpus: int) -> None:
             await request.body()
             return Response(answer, media_type="application/json")
 
+    use_serve_mode(mode)
     ray.init(num_cpus=cpus, include_dashboard=False, log_to_driver=False, configure_logging=False)
     serve.start(http_options={"host": "127.0.0.1", "port": port})
     serve.run(Noop.bind(), name="noop", route_prefix="/")
@@ -127,14 +128,14 @@ def _wait_for_stop() -> None:
 
 
 def server(kind: str, mode: str | None, model_dir: str, cpus: int, dim: int) -> contextlib.AbstractContextManager[str]:
-    """One server in its own process, the Serve mode's variables in its environment."""
-    env = dict(os.environ, RAY_AUTH_MODE="disabled") | SERVE_MODES[mode or "default"]
+    """One server in its own process; a Serve one in ``mode`` (``use_serve_mode``, as ``signclip serve``)."""
+    env = dict(os.environ, RAY_AUTH_MODE="disabled")
     if kind in ("serve", "split"):
         return running([sys.executable, "-m", "signclip.jobs.serve", "--model", f"default={model_dir}",
                         "--no-video", "--host", "127.0.0.1", "--num-cpus", str(cpus), "--serve-mode",
                         mode or "default", "--layout", "combined" if kind == "serve" else "split"], env)
     return running([sys.executable, __file__, "--server", kind, "--model-dir", model_dir, "--cpus", str(cpus),
-                    "--dim", str(dim)], env)
+                    "--dim", str(dim), "--serve-mode", mode or "default"], env)
 
 
 def main() -> None:
@@ -152,6 +153,7 @@ def main() -> None:
     parser.add_argument("--server", choices=("bare", "app", "noop"), help=argparse.SUPPRESS)
     parser.add_argument("--model-dir", help=argparse.SUPPRESS)
     parser.add_argument("--dim", type=int, default=768, help=argparse.SUPPRESS)
+    parser.add_argument("--serve-mode", choices=list(SERVE_MODES), default="default", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.server == "bare":
         run_bare(args.model_dir, args.port)
@@ -160,7 +162,7 @@ def main() -> None:
         run_app(args.model_dir, args.port)
         return
     if args.server == "noop":
-        run_noop(args.port, args.dim, args.cpus)
+        run_noop(args.port, args.dim, args.cpus, args.serve_mode)
         return
 
     import numpy as np
