@@ -24,6 +24,8 @@
 #   --dashboard-port P   dashboard and job API (default 8265)
 #   --object-store-mb M  object store per node in MiB (default 256; spills to disk beyond)
 #   --isolated           worker nodes share no disk with each other or with this machine (see above)
+#   --serve-mode M       fast (default, as cluster/Dockerfile sets it: Serve's throughput-optimized mode with
+#                        an HAProxy ingress) or default (Serve's Python proxy); every node's processes get it
 #   --temp-dir DIR       where the nodes keep sessions and logs (default: $SIGNCLIP_CLUSTER_DIR, else
 #                        $TMPDIR/signclip-ray-<uid>); `stop` and `status` find the cluster through it. An
 #                        isolated node sees its own folder of it as /tmp/ray; its logs stay readable here.
@@ -70,6 +72,7 @@ DASHBOARD_PORT=8265
 OBJECT_STORE_MB=256
 GRACE=10
 ISOLATED=0
+SERVE_MODE=fast
 KILL_NODE=""
 if [[ "$cmd" == kill-node ]]; then
     KILL_NODE="${1:-}"; shift || true
@@ -86,6 +89,7 @@ while [[ $# -gt 0 ]]; do
         --object-store-mb) OBJECT_STORE_MB="$2"; shift 2 ;;
         --temp-dir) TEMP_DIR="$2"; shift 2 ;;
         --isolated) ISOLATED=1; shift ;;
+        --serve-mode) SERVE_MODE="$2"; shift 2 ;;
         --grace) GRACE="$2"; shift 2 ;;
         -h|--help) usage 0 ;;
         *) echo "error: unknown option $1" >&2; usage 2 ;;
@@ -94,6 +98,8 @@ done
 for n in WORKERS CPUS HEAD_CPUS PORT_BASE DASHBOARD_PORT OBJECT_STORE_MB GRACE; do
     [[ "${!n}" =~ ^[0-9]+$ ]] || { echo "error: ${n,,} must be a whole number, got '${!n}'" >&2; exit 2; }
 done
+[[ "$SERVE_MODE" == fast || "$SERVE_MODE" == default ]] || {
+    echo "error: --serve-mode must be fast or default, got '$SERVE_MODE'" >&2; exit 2; }
 (( WORKERS >= 1 && WORKERS <= 50 )) || { echo "error: --workers must be 1..50" >&2; exit 2; }
 (( CPUS >= 1 )) || { echo "error: --cpus-per-node must be at least 1" >&2; exit 2; }
 (( PORT_BASE >= 1024 && PORT_BASE + 1000 + 100 * (WORKERS + 1) <= 65535 )) || {
@@ -176,6 +182,14 @@ start_isolated_node() {
         tail -n 20 "$log" >&2
         return 1
     fi
+}
+
+# Serve reads its mode from the environment of each node's processes (signclip.service.SERVE_MODES).
+use_serve_mode() {
+    local on=0; [[ "$1" == fast ]] && on=1
+    export RAY_SERVE_THROUGHPUT_OPTIMIZED=$on RAY_SERVE_ENABLE_HA_PROXY=$on
+    # a stopping ingress replica drains 2 s instead of 30: no load balancer in front of these nodes waits on it
+    export RAY_SERVE_DIRECT_INGRESS_MIN_DRAINING_PERIOD_S="${RAY_SERVE_DIRECT_INGRESS_MIN_DRAINING_PERIOD_S:-2}"
 }
 
 namespaces_work() {  # root, and a kernel that lets us mount in a private mount namespace
@@ -284,6 +298,7 @@ start)
     LOG="$TEMP_DIR/start.log"
     : > "$LOG"
     trap 'echo "start failed: stopping what was started" >&2; do_stop >&2' ERR
+    use_serve_mode "$SERVE_MODE"
     # shellcheck disable=SC2046
     start_node "$LOG" --head --port="$PORT_BASE" --num-cpus="$HEAD_CPUS" --num-gpus=0 \
         --include-dashboard=true --dashboard-host=127.0.0.1 --dashboard-port="$DASHBOARD_PORT" \
@@ -312,6 +327,7 @@ start)
         echo "workers=$WORKERS"
         echo "cpus_per_node=$CPUS"
         echo "isolated=$ISOLATED"
+        echo "serve_mode=$SERVE_MODE"
         echo "port_base=$PORT_BASE"
         echo "object_store_mb=$OBJECT_STORE_MB"
         echo "temp_dir=$TEMP_DIR"
@@ -336,6 +352,7 @@ add-node)
     WORKERS="$(state workers)"; CPUS="$(state cpus_per_node)"; ISOLATED="$(state isolated)"
     PORT_BASE="$(state port_base)"; OBJECT_STORE_MB="$(state object_store_mb)"
     DASHBOARD="$(state dashboard)"; ADDRESS="$(state address)"
+    use_serve_mode "$(state serve_mode)"
     k=$((WORKERS + 1))
     (( PORT_BASE + 1000 + 100 * (k + 1) <= 65535 )) || { echo "error: no ports left for node $k" >&2; exit 2; }
     ports=(); for j in 2 3 4 5 6 7; do ports+=("$((PORT_BASE + 10 * k + j))"); done

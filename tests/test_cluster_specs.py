@@ -477,3 +477,19 @@ def test_local_cluster_script_is_valid_bash():
     bad = subprocess.run([str(script), "start", "--workers", "0"], capture_output=True, text=True, timeout=30)
     assert bad.returncode == 2 and "--workers" in bad.stderr
     assert "ray stop" not in re.sub(r"#.*", "", script.read_text()), "stop only this cluster, never every Ray"
+
+
+def test_local_cluster_nodes_get_the_serve_mode_of_the_image():
+    from signclip.service import SERVE_MODES
+
+    script = CLUSTER / "local_cluster.sh"
+    # the script's own function, run alone: the variables it exports per mode are those of SERVE_MODES
+    function = re.search(r"^use_serve_mode\(\) \{.*?^\}", script.read_text(), re.S | re.M).group(0)
+    for mode, expected in SERVE_MODES.items():
+        shown = subprocess.run(["bash", "-c", f"{function}\nuse_serve_mode {mode}; env"], capture_output=True,
+                               text=True, timeout=30, check=True, env={"PATH": os.environ["PATH"]})
+        env = dict(line.split("=", 1) for line in shown.stdout.splitlines() if "=" in line)
+        assert {k: env.get(k) for k in expected} == expected, (mode, env)
+    bad = subprocess.run([str(script), "start", "--serve-mode", "quick"], capture_output=True, text=True, timeout=30)
+    assert bad.returncode == 2 and "--serve-mode" in bad.stderr and "quick" in bad.stderr
+

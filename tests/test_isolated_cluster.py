@@ -285,8 +285,10 @@ def test_service_with_a_model_on_s3_answers_the_original_api(cluster, model, pos
         poses = _post(f"{base}/api/embed/pose", {"pose": base64.b64encode(pose).decode()})["embeddings"]
         np.testing.assert_allclose(poses, local.embed_poses([pose]), atol=1e-5)
         workers = set(worker_nodes(cluster["dashboard"]))
-        replicas = [a for a in list_actors(address=cluster["dashboard"], filters=[("state", "=", "ALIVE")], limit=1000)
-                    if "Embedder" in a.class_name or "Gateway" in a.class_name]
+        actors = list_actors(address=cluster["dashboard"], filters=[("state", "=", "ALIVE")], limit=1000)
+        replicas = [a for a in actors if "Embedder" in a.class_name or "Gateway" in a.class_name]
+        # the nodes run Serve in the mode the image sets (local_cluster.sh --serve-mode fast): an HAProxy ingress
+        assert any(a.class_name == "HAProxyManager" for a in actors), sorted({a.class_name for a in actors})
         # the default layout keeps the models in the Gateway's replicas, which fetched the model onto their node
         assert replicas and all("Gateway" in a.class_name and a.node_id in workers for a in replicas), replicas
     finally:

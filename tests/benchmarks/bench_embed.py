@@ -18,6 +18,10 @@ hidden 768) is saved once and used by both sides:
   included, ``ray.init`` not).
 ``--bf16`` adds a bf16 run and reports how far its embeddings move from fp32. The job's fp32 embeddings are
 checked against the reference-semantics embeddings of the sampled clips.
+
+Also printed: the compute ceiling, the pose tower's FLOPs at 258 positions over its mean FLOPs at the clips'
+true lengths. A job that only skips the padding cannot go beyond it on a machine whose forward pass is
+compute-bound (CPU); the rest of the gap is featurising, Ray, and matmul efficiency at other shapes.
 """
 
 from __future__ import annotations
@@ -27,6 +31,7 @@ import json
 import logging
 import os
 import shutil
+import sys
 import tempfile
 import time
 from pathlib import Path
@@ -38,6 +43,9 @@ import signclip
 from signclip.io import embedding_store, sample_data
 from signclip.pose.augment import Augmentation
 from signclip.pose.features import collate, pose_features
+
+sys.path.insert(0, str(Path(__file__).parent))
+from gpu_train_step import tower_flops  # noqa: E402
 
 log = logging.getLogger("bench_embed")
 SOURCES = [*sample_data.LABELLED_POSES, "poses/refined-face-553.pose"]
@@ -93,6 +101,16 @@ def job(model_dir: Path, clips_dir: Path, output: Path, actors: int, precision: 
                                precision=precision, batch_size=batch_size, shard_rows=512))
     return {"actors": actors, "precision": precision, "clips": summary.ok + summary.failed, "ok": summary.ok,
             "seconds": summary.seconds, "clips_per_s": summary.clips_per_s, "resources": summary.resources}
+
+
+def compute_ceiling(cfg: signclip.ModelConfig, frames: list[int]) -> float:
+    """Pose-tower FLOPs per clip padded to max_frames, over the mean at the true lengths (+ CLS and SEP)."""
+    v = cfg.video
+
+    def flops(tokens: int) -> float:
+        return tower_flops(v.hidden_size, v.intermediate_size, v.num_layers, tokens)
+
+    return flops(cfg.max_frames + 2) / float(np.mean([flops(min(t, cfg.max_frames) + 2) for t in frames]))
 
 
 def movement(a: np.ndarray, b: np.ndarray) -> dict:
@@ -188,6 +206,7 @@ def main(argv: list[str] | None = None) -> dict:
                                              aligned(work / "out-bf16", ids))
 
     result = {"preset": args.preset, "clips": args.clips, "mean_frames": float(np.mean(lengths)),
+              "compute_ceiling": compute_ceiling(model.cfg, lengths),
               "threads": args.threads, "reference": {k: v for k, v in ref.items() if k != "embeddings"},
               "job": runs, "job_vs_reference_embeddings": fidelity, "bf16": bf16,
               "speedup": {f"{r['actors']} actor(s)": r["clips_per_s"] / ref["clips_per_s"] for r in runs}}
@@ -207,6 +226,7 @@ def report(result: dict) -> None:
           f"clips/s incl. reading (forward only {ref['forward_clips_per_s']:.2f}); before/after the jobs "
           f"{ref.get('before_clips_per_s', ref['clips_per_s']):.2f} / "
           f"{ref.get('after_clips_per_s', ref['clips_per_s']):.2f}")
+    print(f"compute ceiling (pose-tower FLOPs padded to 256 / at the true lengths): {result['compute_ceiling']:.2f}x")
     for r in result["job"]:
         print(f"job fp32, {r['actors']} actor(s): {r['clips_per_s']:.2f} clips/s = "
               f"{r['clips_per_s'] / ref['clips_per_s']:.1f}x reference")

@@ -62,6 +62,7 @@ def _noise(rng: np.random.Generator, n: int, directions: np.ndarray, scale: floa
 def build_corpus(work: Path, clips: int, noise: float, seed: int, noise_rank: int) -> tuple[str, str]:
     """An embedding directory of ``clips`` noisy copies of the real clips' embeddings; returns (it, model)."""
     import pyarrow as pa
+    import pyarrow.parquet as pq
 
     import signclip
     from signclip.io import embedding_store, sample_data
@@ -73,10 +74,11 @@ def build_corpus(work: Path, clips: int, noise: float, seed: int, noise_rank: in
     stages_log.setLevel(logging.ERROR)  # write_corpus's deliberately refused clip (an OpenPose file) is not news here
     small = write_corpus(work / "real", sample_data.data_dir() / "poses", model_dir)
     stages_log.setLevel(logging.NOTSET)
-    table = embedding_store._read(embedding_store.list_shards(small), None)
+    # shards are plain Parquet (see embedding_store): read whole, rows kept as written
+    table = pa.concat_tables([pq.read_table(path) for path in embedding_store.list_shards(small)])
     ok = [i for i, (s, k) in enumerate(zip(table.column("status").to_pylist(), table.column("kind").to_pylist()))
           if s == "ok" and k == "pose"]
-    base = table.take(ok).drop(["_order"])  # _read's bookkeeping column, not part of a shard
+    base = table.take(ok)
     vectors = np.asarray(base.column("embedding").to_pylist(), dtype=np.float32)
     rng = np.random.default_rng(seed)
     # copies vary along a few shared directions (+ a little isotropic noise): like real embeddings, the corpus has
