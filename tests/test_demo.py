@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -35,3 +36,8 @@ def test_demo_runs_end_to_end(tmp_path):
     assert "<en> <ase> house" in table and "house-colin-1" in table
     assert "the dictionary page over the sample poses: http://127.0.0.1:18765/" in table
     assert "dictionary search for '<en> <ase> house': " in table and "serving until Ctrl-C" not in table
+    # a successful run shows nothing that reads as trouble (Ray's known noise is filtered, see ray_noise.py)
+    alarming = [line for line in done.stderr.splitlines()
+                if re.search(r"\b(WARNING|ERROR|CRITICAL|Traceback|[Ee]rror:|failed)\b", line)]
+    assert not alarming, "\n".join(alarming[:20])
+

@@ -36,3 +36,20 @@ def test_a_lost_node_behind_ray_datas_own_error_is_recognised():
 def test_any_other_error_ends_the_job():
     with pytest.raises(ValueError, match="a bug"):
         list(until_lost(_pass(ValueError("a bug")), 1, 3))
+
+
+def test_no_progress_drops_only_ray_datas_notice_that_progress_is_off():
+    from signclip.jobs.ray_data import lenient_execution
+
+    seen: list[str] = []
+    handler = logging.Handler()
+    handler.emit = lambda record: seen.append(record.getMessage())
+    ray_progress = logging.getLogger("ray.data._internal.progress")  # Ray's loggers do not propagate to root
+    ray_progress.addHandler(handler)
+    try:
+        with lenient_execution(progress=False):
+            ray_progress.warning("Progress bars disabled. To enable, set `enable_progress_bars = True`.")
+            ray_progress.warning("something else about progress")
+    finally:
+        ray_progress.removeHandler(handler)
+    assert seen == ["something else about progress"]

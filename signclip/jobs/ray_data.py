@@ -53,11 +53,18 @@ def until_lost(results: Iterable[T], attempt: int, attempts: int) -> Iterator[T]
                     attempts, type(e).__name__, str(e).splitlines()[0] if str(e) else "")
 
 
+def _not_the_progress_off_notice(record: logging.LogRecord) -> bool:
+    # Ray Data warns once per process that progress bars are off; here they are off because the user asked
+    return not record.getMessage().startswith("Progress bars disabled.")
+
+
 @contextlib.contextmanager
 def lenient_execution(progress: bool) -> Iterator[None]:
     """Ray Data settings for one run: a block lost with its worker is skipped (the job redoes it), not fatal."""
     from ray.data import DataContext
 
+    if not progress:
+        logging.getLogger("ray.data._internal.progress").addFilter(_not_the_progress_off_notice)
     ctx = DataContext.get_current()
     saved = (ctx.max_errored_blocks, ctx.enable_progress_bars, ctx.execution_options.preserve_order,
              ctx.memory_usage_poll_interval_s)
