@@ -253,3 +253,47 @@ def test_openapi_schema_documents_every_route_and_matches_the_answers(model_dir,
     schema.Scores.model_validate(client.post("/score", json={"pose": pose, "text": "house"}, headers=auth).json())
     schema.Readiness.model_validate(client.get("/ready", headers=auth).json())
     schema.Error.model_validate(client.post("/score", json={"pose": "!", "text": "x"}, headers=auth).json())
+
+
+def test_base64_poses_decode_as_the_standard_library_does(poses_dir):
+    import binascii
+
+    from signclip.api.parsing import decode_pose
+
+    for path in sorted(poses_dir.glob("*.pose")):
+        data = path.read_bytes()
+        assert decode_pose(base64.b64encode(data).decode(), "pose") == data
+        assert decode_pose(base64.encodebytes(data).decode(), "pose") == data  # line-wrapped (MIME)
+    for text in ("abc", "ab!=", "YWJj====x", "a", "not base64!", "/data/poses/library.pose", "éé=="):
+        with pytest.raises((binascii.Error, ValueError)) as std:
+            base64.b64decode(text, validate=True)
+        with pytest.raises(ApiError) as ours:
+            decode_pose(text, "pose[2]")
+        assert ours.value.status == 400 and ours.value.message == f"pose[2]: not valid base64 ({std.value})"
+
+
+@pytest.mark.parametrize("raw", [b'{"pose": "YWJj", "model_name": "default"}', b'{"a": NaN}',
+                                 '{"text": "\u00e9"}'.encode("utf-16"), b'{"s": "\\ud800"}', b"  ", b"", b"[1, 2]",
+                                 b'{"text": "house"', b"\xff\xfe\x00", b"[" * 5000 + b"]" * 5000])
+def test_json_bodies_read_as_the_standard_library_reads_them(raw):
+    import json
+
+    from signclip.api.parsing import read_json
+
+    class Body:
+        async def body(self) -> bytes:
+            return raw
+
+    try:
+        expected: object = json.loads(raw)
+    except (ValueError, RecursionError) as e:
+        expected = e
+    try:
+        got: object = asyncio.run(read_json(Body()))
+    except ApiError as e:
+        assert e.status == 400 and e.code in ("empty_body", "malformed_json", "wrong_type"), e.body()
+        assert isinstance(expected, BaseException) or not isinstance(expected, dict), (raw[:40], expected)
+        if isinstance(expected, json.JSONDecodeError) and raw.strip():
+            assert e.message == f"malformed JSON: {expected.msg} at line {expected.lineno} column {expected.colno}"
+        return
+    assert isinstance(expected, dict) and repr(got) == repr(expected)  # repr: NaN is not equal to itself

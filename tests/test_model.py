@@ -96,6 +96,19 @@ def test_cosine_models_give_unit_vectors(tiny, paths):
     assert np.linalg.norm(windowed) == pytest.approx(1, abs=1e-5)
 
 
+def test_embedder_uses_eval_mode_and_gives_training_back(paths):
+    model = signclip.create("tiny", seed=3)
+    expected = Embedder(model).embed_poses(paths[:2])
+    model.train()  # e.g. a validation pass in the middle of training: dropout must not apply, and training resumes
+    np.testing.assert_array_equal(Embedder(model).embed_poses(paths[:2]), expected)
+    assert model.training and all(m.training for m in model.modules())
+    model.eval()
+    walked = []
+    model.train = lambda mode=True: walked.append(mode)  # an eval model is used as it is: no walk over its modules
+    Embedder(model).embed_poses(paths[:2])
+    assert walked == []
+
+
 def test_embedder_rejects_bad_features(tiny):
     with pytest.raises(ValueError, match=r"clip 0: features of shape \(0, 609\)"):
         Embedder(tiny).embed_features([np.zeros((0, 609), np.float32)])

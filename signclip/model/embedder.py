@@ -96,14 +96,17 @@ class Embedder:
     @contextlib.contextmanager
     def _inference(self) -> Iterator[None]:
         was_training = self.model.training
-        self.model.eval()
+        # train(False) walks every module (here 0.8 ms for the tiny model, 5 ms for E7.2): only when needed
+        if was_training:
+            self.model.eval()
         autocast = (torch.autocast(self.device.type, dtype=torch.bfloat16) if self.precision == "bf16"
                     else contextlib.nullcontext())
         try:
             with torch.inference_mode(), autocast:
                 yield
         finally:
-            self.model.train(was_training)
+            if was_training:
+                self.model.train()
 
     def embed_features(self, clips: Sequence[np.ndarray]) -> np.ndarray:
         """float32 [N, E] from per-clip features [T_i, D] (any length)."""

@@ -44,9 +44,9 @@ from signclip.service import SERVE_MODES, use_serve_mode  # noqa: E402
 
 # -- the servers (each runs in its own process: ``--server KIND``) -----------------------------------------
 def run_bare(model_dir: str, port: int) -> None:
-    """uvicorn + Starlette, the Embedder called inline: no batching, no queue, nothing between HTTP and torch."""
-    import base64
-
+    """uvicorn + Starlette, the Embedder called inline: no batching, no queue, nothing between HTTP and torch.
+    Bodies and poses are decoded with the app's own functions (orjson, pybase64), so the ratio is what Serve and
+    the app's framework cost, not what a decoder saves."""
     import torch
     import uvicorn
     from starlette.applications import Starlette
@@ -55,6 +55,7 @@ def run_bare(model_dir: str, port: int) -> None:
     from starlette.routing import Route
 
     import signclip
+    from signclip.api.parsing import decode_pose, read_json
 
     torch.set_num_threads(1)
     embedder = signclip.Embedder(signclip.load(model_dir))
@@ -63,11 +64,11 @@ def run_bare(model_dir: str, port: int) -> None:
         return [value] if isinstance(value, str) else value
 
     async def text(request: Request) -> Response:
-        vectors = embedder.embed_texts(items(json.loads(await request.body())["text"]))
+        vectors = embedder.embed_texts(items((await read_json(request))["text"]))
         return Response(json.dumps({"embeddings": vectors.tolist()}), media_type="application/json")
 
     async def pose(request: Request) -> Response:
-        poses = [base64.b64decode(p) for p in items(json.loads(await request.body())["pose"])]
+        poses = [decode_pose(p, "pose") for p in items((await read_json(request))["pose"])]
         vectors = embedder.embed_poses(poses)
         return Response(json.dumps({"embeddings": vectors.tolist()}), media_type="application/json")
 
