@@ -208,7 +208,7 @@ def test_items_of_a_killed_embedding_actor_are_embedded_again_once(ray_local, po
     """An embedding actor killed mid-run (as when its node is lost): the run ends with every id ok, once."""
     import threading
 
-    n = 60
+    n = 160  # enough 2-clip shards that the run outlasts the killer's first look, even on a busy machine
     rows = [{"id": f"clip-{i:03d}", "path": str(poses_dir / f"{list(LABELLED)[i % 4]}.pose")} for i in range(n)]
     m, out = manifest_csv(tmp_path / "many.csv", rows), tmp_path / "emb"
     killed: list[int] = []
