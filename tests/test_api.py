@@ -297,3 +297,24 @@ def test_json_bodies_read_as_the_standard_library_reads_them(raw):
             assert e.message == f"malformed JSON: {expected.msg} at line {expected.lineno} column {expected.colno}"
         return
     assert isinstance(expected, dict) and repr(got) == repr(expected)  # repr: NaN is not equal to itself
+
+
+@pytest.mark.parametrize("inline_bytes", [2 << 20, 0])  # small requests on the event loop; larger ones in a thread
+def test_pose_replica_embeds_alike_on_the_loop_and_in_a_thread(model_dir, poses_dir, monkeypatch, inline_bytes):
+    from signclip.api.backend import load_models
+    from signclip.service import deployments
+
+    monkeypatch.setattr(deployments, "INLINE_FEATURIZE_BYTES", inline_bytes)
+    settings = ServiceSettings.from_mapping({"models": {"default": str(model_dir)}, "enable_video": False})
+    models = load_models(settings.models)
+    replica = deployments.PoseEmbedder.func_or_class(settings, models)
+
+    async def one_request_batch(request):  # serve.batch needs a Serve replica; its batching is test_serve's
+        return deployments.embed_grouped(models, "pose", [request])[0]
+
+    replica._batch = one_request_batch
+    poses = [(poses_dir / name).read_bytes() for name in ("library.pose", "sad-colin.pose")]
+    answer = asyncio.run(replica.embed("default", poses))
+    np.testing.assert_allclose(answer.vectors, models["default"].embedder.embed_poses(poses), atol=1e-6)
+    rejected = asyncio.run(replica.embed("default", [poses[0], b"not a pose"]))
+    assert rejected.index == 1 and rejected.code == "invalid_pose"
