@@ -479,17 +479,34 @@ def test_local_cluster_script_is_valid_bash():
     assert "ray stop" not in re.sub(r"#.*", "", script.read_text()), "stop only this cluster, never every Ray"
 
 
+def _serve_variables_set_by_use_serve_mode(mode: str) -> dict[str, str]:
+    from signclip.service import use_serve_mode
+
+    saved = dict(os.environ)
+    try:
+        for name in [k for k in os.environ if k.startswith("RAY_SERVE_")]:
+            del os.environ[name]
+        use_serve_mode(mode)
+        return {k: v for k, v in os.environ.items() if k.startswith("RAY_SERVE_")}
+    finally:  # a later test's local Ray must not inherit this mode
+        os.environ.clear()
+        os.environ.update(saved)
+
+
 def test_local_cluster_nodes_get_the_serve_mode_of_the_image():
     from signclip.service import SERVE_MODES
 
     script = CLUSTER / "local_cluster.sh"
-    # the script's own function, run alone: the variables it exports per mode are those of SERVE_MODES
+    # the script's own function, run alone: it exports per mode exactly the Serve variables that
+    # signclip.service.use_serve_mode sets for a local Ray (SERVE_MODES and the draining period)
     function = re.search(r"^use_serve_mode\(\) \{.*?^\}", script.read_text(), re.S | re.M).group(0)
-    for mode, expected in SERVE_MODES.items():
+    for mode in SERVE_MODES:
+        expected = _serve_variables_set_by_use_serve_mode(mode)
+        assert set(SERVE_MODES[mode]) < set(expected)
         shown = subprocess.run(["bash", "-c", f"{function}\nuse_serve_mode {mode}; env"], capture_output=True,
                                text=True, timeout=30, check=True, env={"PATH": os.environ["PATH"]})
         env = dict(line.split("=", 1) for line in shown.stdout.splitlines() if "=" in line)
-        assert {k: env.get(k) for k in expected} == expected, (mode, env)
+        assert {k: v for k, v in env.items() if k.startswith("RAY_SERVE_")} == expected, (mode, env)
     bad = subprocess.run([str(script), "start", "--serve-mode", "quick"], capture_output=True, text=True, timeout=30)
     assert bad.returncode == 2 and "--serve-mode" in bad.stderr and "quick" in bad.stderr
 
