@@ -53,10 +53,15 @@ def test_ray_noise_filter_drops_exactly_the_known_line():
                     b"arguments in the object store and max_restarts > 0. If the arguments ... 53727 for details.\\n")
         os.write(2, b"[2026-12-01 22:07:20,610 E 1 1] core_worker.cc:99: something else went wrong\\n")
         print("a python warning", file=sys.stderr)
+        print("a table row")
+        print("\\x1b[33m(raylet)\\x1b[0m Task ServeController.graceful_shutdown failed. There are infinite retries "
+              "remaining, so the task will be retried. Error: The actor is dead because it was killed by `ray.kill`.")
+        print("the last row", end="")
         raise SystemExit("the last words")
     """)
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
     assert done.returncode == 1
+    assert done.stdout == "a table row\nthe last row", done.stdout  # the raylet's line, printed to stdout, is gone
     assert "constructor arguments" not in done.stderr
     assert "something else went wrong" in done.stderr and "a python warning" in done.stderr
     assert done.stderr.rstrip().endswith("the last words")

@@ -5,8 +5,8 @@ object store (``MapOperator._map_transformer_ref`` / ``_data_context_ref`` in Ra
 ``max_restarts=-1`` (its fault tolerance, which the jobs rely on to survive a lost node). Ray's core worker then
 logs, at level E, that such an actor "has constructor arguments in the object store and max_restarts > 0"
 (ray-project/ray#53727) once per actor. No argument of ours can avoid it short of disabling restarts, and the
-line is written by C++ straight to file descriptor 2, so this filter sits on that descriptor in the driver: every
-other byte passes through unchanged.
+line is written by C++ straight to file descriptor 2, so this filter sits on the driver's descriptors (1 and 2):
+every other byte passes through unchanged.
 """
 
 from __future__ import annotations
@@ -31,23 +31,30 @@ KNOWN_LINES = (
 
 
 _installed = False
-_SENTINEL = b"\x00signclip-stderr-drained\x00"
+_SENTINEL = b"\x00signclip-output-drained\x00"
 
 
 def filter_ray_noise(patterns: tuple[re.Pattern[bytes], ...] = KNOWN_LINES) -> None:
-    """From now on, lines this process writes to fd 2 that match ``patterns`` are dropped; the rest is copied
-    as is. Installed once per process, by the command-line entry points only (before Ray starts); at exit
-    everything written is copied out before the interpreter goes."""
+    """From now on, lines this process writes to fd 1 or 2 that match ``patterns`` are dropped; the rest is
+    copied as is. (Ray's driver prints what its raylet reports, the graceful_shutdown line among it, to stdout;
+    C++ writes to fd 2.) Installed once per process, by the command-line entry points only (before Ray starts);
+    at exit everything written is copied out before the interpreter goes."""
     global _installed
     if _installed:
         return
+    _installed = True
+    for fd, stream in ((1, sys.stdout), (2, sys.stderr)):
+        _filter(fd, stream, patterns)
+
+
+def _filter(fd: int, stream: object, patterns: tuple[re.Pattern[bytes], ...]) -> None:
     try:
-        sys.stderr.flush()
-        original = os.dup(2)
-    except (OSError, ValueError):  # no usable stderr (a closed descriptor): nothing to filter
+        stream.flush()  # type: ignore[attr-defined]
+        original = os.dup(fd)
+    except (AttributeError, OSError, ValueError):  # no usable descriptor (closed): nothing to filter
         return
     read_end, write_end = os.pipe()
-    os.dup2(write_end, 2)
+    os.dup2(write_end, fd)
     os.close(write_end)
     drained = threading.Event()
 
@@ -60,7 +67,8 @@ def filter_ray_noise(patterns: tuple[re.Pattern[bytes], ...] = KNOWN_LINES) -> N
                 pending = lines.pop()
                 kept = []
                 for line in lines:
-                    if line == _SENTINEL:
+                    if line.endswith(_SENTINEL):  # after the last line, or after the unfinished end of it
+                        kept.append(line[:-len(_SENTINEL)])
                         drained.set()
                     elif not any(p.search(line) for p in patterns):
                         kept.append(line + b"\n")
@@ -68,11 +76,10 @@ def filter_ray_noise(patterns: tuple[re.Pattern[bytes], ...] = KNOWN_LINES) -> N
                     os.write(original, b"".join(kept))
 
     def drain() -> None:
-        with contextlib.suppress(OSError, ValueError):
-            sys.stderr.flush()
-            os.write(2, _SENTINEL + b"\n")
+        with contextlib.suppress(AttributeError, OSError, ValueError):
+            stream.flush()  # type: ignore[attr-defined]
+            os.write(fd, _SENTINEL + b"\n")
             drained.wait(timeout=5)
 
-    threading.Thread(target=pump, name="signclip-stderr-filter", daemon=True).start()
+    threading.Thread(target=pump, name=f"signclip-fd{fd}-filter", daemon=True).start()
     atexit.register(drain)
-    _installed = True
