@@ -32,6 +32,10 @@ def test_demo_runs_end_to_end(tmp_path):
     assert 0.0 <= results["v2t"]["R1"] <= 1.0
     for plot in ("similarity_heatmap.png", "recall_at_k.png", "embedding_map.png"):
         assert (run / "evaluation" / plot).stat().st_size > 0
+    embedded = done.stdout.split("[3/5]")[1].split("[4/5]")[0]
+    assert "expected: the sample data's unusable poses are reported" in embedded  # each refused pose, with why
+    assert "openpose-137:" in embedded
+    assert "(raylet)" not in done.stdout  # Ray's shutdown noise is filtered on stdout too (ray_noise.py)
     table = done.stdout.split("[5/5]")[1]
     assert "<en> <ase> house" in table and "house-colin-1" in table
     assert "the dictionary page over the sample poses: http://127.0.0.1:18765/" in table

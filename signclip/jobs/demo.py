@@ -28,7 +28,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from signclip.io import sample_data
+from signclip.io import embedding_store, sample_data
+from signclip.io.status import OK
 from signclip.jobs import contract
 
 log = logging.getLogger("signclip.jobs.demo")
@@ -159,6 +160,12 @@ def main(argv: list[str] | None = None) -> int:
         if embed.main(["--model", str(model_dir), "--input", str(data / "poses"),
                        "--output", str(run / "sample_embeddings"), "--npy-dir", str(run / "npy")]) not in (0, 1):
             return 1
+        refused = embedding_store.read_index(str(run / "sample_embeddings"), ("id", "status", "error"))
+        refused = refused[refused["status"] != OK]
+        if len(refused):  # the sample data holds poses no model can take, to show how bad input is reported
+            print("expected: the sample data's unusable poses are reported, and the rest embedded:")
+            for item, error in zip(refused["id"], refused["error"]):
+                print(f"  {item}: {error}")
 
         banner(4, "evaluate retrieval and recognition on the validation clips")
         # few-shot with 1 shot only: no sign of the sample data has more than 5 clips
