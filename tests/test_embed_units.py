@@ -14,7 +14,15 @@ import pytest
 import signclip
 from signclip.embedding import items as embed_items
 from signclip.embedding.items import InputError
-from signclip.embedding.resources import AUTO_CPU_ACTORS, actor_memory, plan, ray_quantity
+from signclip.embedding.resources import (
+    AUTO_CPU_ACTORS,
+    BLOCKS_PER_WORKER,
+    MIN_BLOCK_ROWS,
+    actor_memory,
+    block_rows,
+    plan,
+    ray_quantity,
+)
 from signclip.embedding.stages import EmbedActor, RunSpec, featurize, model_spec, to_table, write_shard
 from signclip.io import embedding_store
 from tests.embed_helpers import LABELLED, bad_inputs, manifest_csv, tiny_model
@@ -151,6 +159,17 @@ def test_pools_get_no_more_actors_than_the_input_has_blocks():
     assert plan([16], 4, None, blocks=2).actors == 2 and plan([16], 4, None, blocks=9).actors == 4
     assert plan([16], 0, 3, videos=True, extract_actors=4, blocks=2).extract_actors == 2
     assert plan([16], 0, 3, min_actors=3, blocks=0).actors == 1  # an empty input still plans one actor
+
+
+def test_blocks_are_as_large_as_a_batch_while_every_worker_gets_several():
+    cpu, gpu = plan([2], 0, None), plan([16], 1, None)
+    assert block_rows(20_000, cpu, 256) == 256  # 79 blocks, not 1,250: each block costs the driver the same
+    assert block_rows(20_000, gpu, 256) == 256
+    assert block_rows(2_000, gpu, 256) == math.ceil(2_000 / (15 * BLOCKS_PER_WORKER))  # 15 featurising tasks
+    assert block_rows(40, cpu, 256) == MIN_BLOCK_ROWS  # small inputs keep today's 16-item blocks
+    assert block_rows(20_000, cpu, 4) == 4  # never more than an actor's batch
+    videos = plan([2], 0, None, videos=True)
+    assert block_rows(20_000, videos, 256) == MIN_BLOCK_ROWS  # a block is one extraction actor's work
 
 
 # --- stages, without Ray -------------------------------------------------------------------------------

@@ -30,7 +30,7 @@ import uuid
 from dataclasses import asdict, dataclass, fields, replace
 
 from signclip.embedding.items import InputError, Item, list_items
-from signclip.embedding.resources import TASK_MEMORY, StageResources, actor_memory, plan
+from signclip.embedding.resources import MIN_BLOCK_ROWS, TASK_MEMORY, StageResources, actor_memory, block_rows, plan
 from signclip.embedding.stages import (
     EmbedActor,
     PosesFromVideos,
@@ -80,7 +80,7 @@ class EmbedOptions:
     batch_size: int = 256  # clips handed to an actor at once (sorted by length inside, so little padding)
     max_batch_frames: int | None = None  # clips x longest length per forward pass (default: the embedder's)
     shard_rows: int = 256  # rows per output shard (also the unit of work lost if a run is killed)
-    rows_per_block: int = 16  # items per input block (the unit of the featurising tasks)
+    rows_per_block: int | None = None  # items per input block (None: see signclip.embedding.resources.block_rows)
     retry_failed: bool = False  # re-embed ids whose earlier row failed
     attempts: int = DEFAULT_ATTEMPTS  # passes over items lost with their worker before they are reported failed
     address: str | None = None  # Ray cluster to join (default: RAY_ADDRESS, else a local one)
@@ -135,8 +135,8 @@ def pending(items: list[Item], opts: EmbedOptions, spec: dict) -> list[Item]:
     return [item for item in items if item.id not in keep]
 
 
-def _blocks(items: list[Item], opts: EmbedOptions) -> int:
-    return max(1, math.ceil(len(items) / opts.rows_per_block))
+def _most_blocks(items: list[Item], opts: EmbedOptions) -> int:
+    return max(1, math.ceil(len(items) / (opts.rows_per_block or MIN_BLOCK_ROWS)))
 
 
 def _resources(opts: EmbedOptions, items: list[Item]) -> StageResources:
@@ -146,24 +146,26 @@ def _resources(opts: EmbedOptions, items: list[Item]) -> StageResources:
     nodes = [n.get("Resources", {}).get("CPU", 0) for n in ray.nodes() if n.get("Alive")]
     use_gpu = {"auto": None, "cpu": False, "cuda": True}[opts.device]
     try:
-        return plan(nodes, total.get("GPU", 0), opts.actors, videos=any(i.kind == "video" for i in items),
-                    use_gpu=use_gpu, threads=opts.threads, min_actors=opts.min_actors, blocks=_blocks(items, opts))
+        res = plan(nodes, total.get("GPU", 0), opts.actors, videos=any(i.kind == "video" for i in items),
+                   use_gpu=use_gpu, threads=opts.threads, min_actors=opts.min_actors,
+                   blocks=_most_blocks(items, opts))
     except ValueError as e:
         raise InputError(f"cannot place the pipeline on this cluster: {e}") from e
+    return replace(res, block_rows=opts.rows_per_block or block_rows(len(items), res, opts.batch_size))
 
 
 def build_pipeline(items: list[Item], spec: RunSpec, res: StageResources, opts: EmbedOptions):
     """The Ray Data pipeline: items -> (videos -> poses) -> features -> embeddings -> one row per shard."""
     import ray
 
-    ds = ray.data.from_items([i.as_row() for i in items], override_num_blocks=_blocks(items, opts))
+    ds = ray.data.from_items([i.as_row() for i in items], override_num_blocks=math.ceil(len(items) / res.block_rows))
     if res.extract_actors:
         ds = map_with_actors(ds, PosesFromVideos, fn_constructor_kwargs={"spec": spec,
                                                                          "holistic_options": _holistic(opts)},
                              compute=ray.data.ActorPoolStrategy(min_size=1, max_size=res.extract_actors),
                              batch_size=1, batch_format="numpy", num_cpus=res.extract_cpus)
     if res.feature_tasks:  # GPU actors: every other core featurises for them
-        ds = ds.map_batches(featurize, fn_kwargs={"spec": spec}, batch_size=opts.rows_per_block,
+        ds = ds.map_batches(featurize, fn_kwargs={"spec": spec}, batch_size=res.block_rows,
                             batch_format="numpy", num_cpus=res.feature_cpus, memory=TASK_MEMORY,
                             compute=ray.data.TaskPoolStrategy(size=res.feature_tasks))
     ds = map_with_actors(ds, EmbedActor, fn_constructor_kwargs={"spec": spec, "device": res.device,
@@ -306,7 +308,9 @@ def parser() -> argparse.ArgumentParser:
                    help="clips x frames per forward pass (default: the embedder's for the device, "
                         "signclip.model.embedder.CPU_BATCH_FRAMES / GPU_BATCH_FRAMES)")
     p.add_argument("--shard-rows", type=int, default=256, help="rows per output shard (default 256)")
-    p.add_argument("--rows-per-block", type=int, default=16, help="items per featurising task (default 16)")
+    p.add_argument("--rows-per-block", type=int,
+                   help="items per input block, the unit of a featurising task (default: as many as an actor's "
+                        "batch, at least 16, and 4 blocks per worker)")
     p.add_argument("--retry-failed", action="store_true", help="re-embed ids whose earlier row failed")
     p.add_argument("--attempts", type=int, default=DEFAULT_ATTEMPTS,
                    help="passes over items whose worker died (killed, crashed, node lost) before they are failed")

@@ -7,9 +7,12 @@ nothing, as a GPU's would) against what featurisation alone allows: cores x one 
 
 Clips are symbolic links to the real Holistic poses of the sample data (round-robin), so every clip is read
 and featurised for real. In the same run: one core's featurisation rate (read the file + ``pose_features``,
-in this process, BLAS held to one thread), then the job (``signclip.jobs.embed`` on a local Ray with every
-core; clips/s over the pipeline's wall time, actor start-up included, ``ray.init`` not). Prints both, the
-ratio against cores x one core, and the job's stage plan. Target: >= 0.85.
+in this process, BLAS held to one thread) before and after the job, their mean as the baseline (this
+machine's speed drifts by a third over minutes); one core's rate at the job's whole per-clip work without
+Ray (an embedding actor's call in this process: featurise, then the model's forward pass), which bounds the
+job at cores x that rate; then the job (``signclip.jobs.embed`` on a local Ray with every core; clips/s over
+the pipeline's wall time, actor start-up included, ``ray.init`` not). Prints the rates, the ratio against
+cores x one core's featurisation, and the job's stage plan. Target: >= 0.85.
 """
 
 from __future__ import annotations
@@ -54,6 +57,33 @@ def one_core_rate(clips: list[Path], seconds: float) -> float:
         while time.perf_counter() - started < seconds:
             pose_features(str(clips[done % len(clips)]))
             done += 1
+        best = max(best, done / (time.perf_counter() - started))
+    return best
+
+
+def one_core_job_rate(clips: list[Path], model_dir: str, seconds: float, batch: int = 256) -> float:
+    """Clips per second one core gets through an embedding actor's whole call (featurise + forward pass), in
+    this process (best of three passes)."""
+    import numpy as np
+    import torch
+
+    from signclip.embedding.stages import EmbedActor, RunSpec, model_spec
+
+    torch.set_num_threads(1)
+    actor = EmbedActor(RunSpec(**model_spec(model_dir), output="unused", run_id="bench"), "cpu", threads=1)
+
+    def rows(start: int) -> dict:
+        picked = [str(clips[(start + i) % len(clips)]) for i in range(batch)]
+        return {"id": np.array(picked, dtype=object), "kind": np.array(["pose"] * batch, dtype=object),
+                "source": np.array(picked, dtype=object)}
+
+    actor(rows(0))
+    best = 0.0
+    for _ in range(3):
+        done, started = 0, time.perf_counter()
+        while time.perf_counter() - started < seconds:
+            actor(rows(done))
+            done += batch
         best = max(best, done / (time.perf_counter() - started))
     return best
 
@@ -129,9 +159,8 @@ def main(argv: list[str] | None = None) -> int:
         work = Path(tmp)
         clips = make_clips(work / "clips", args.clips)
         signclip.create(args.preset, seed=0).save(str(work / "model"))
-        single = one_core_rate(clips, args.seconds)
-        ceiling = args.cpus * single
-        print(f"one core featurises {single:.1f} clips/s; {args.cpus} cores: {ceiling:.1f} clips/s", flush=True)
+        before = one_core_rate(clips, args.seconds)
+        whole = one_core_job_rate(clips, str(work / "model"), args.seconds)
         os.environ.setdefault("RAY_AUTH_MODE", "disabled")
         ray.init(num_cpus=args.cpus, include_dashboard=False, log_to_driver=False, configure_logging=False)
         try:
@@ -140,7 +169,14 @@ def main(argv: list[str] | None = None) -> int:
             summary = run(options)
         finally:
             ray.shutdown()
+        after = one_core_rate(clips, args.seconds)
         rates = stage_rates(clips, str(work / "model"), options.precision) if args.split else {}
+    single = (before + after) / 2
+    ceiling = args.cpus * single
+    print(f"one core featurises {single:.1f} clips/s (before the job {before:.1f}, after {after:.1f}); "
+          f"{args.cpus} cores: {ceiling:.1f} clips/s")
+    print(f"one core through an embedding actor's call without Ray (featurise + {args.preset} forward pass): "
+          f"{whole:.1f} clips/s, {whole / single:.2f}x featurising alone: the job's compute ceiling here")
     ratio = summary.clips_per_s / ceiling
     print(f"job ({args.preset} model, {options.precision}): {summary.clips_per_s:.1f} clips/s ({summary.ok} ok of "
           f"{summary.items} in {summary.seconds:.1f} s)")
@@ -150,7 +186,9 @@ def main(argv: list[str] | None = None) -> int:
     print(f"job / ({args.cpus} x one core's featurisation) = {ratio:.2f} (target >= 0.85)")
     print(f"stages: {summary.resources}")
     if args.out:
-        Path(args.out).write_text(json.dumps({"one_core": single, "cores": args.cpus, "job": summary.clips_per_s,
+        Path(args.out).write_text(json.dumps({"one_core": single, "one_core_before": before,
+                                              "one_core_after": after, "one_core_job_work": whole, "cores": args.cpus,
+                                              "job": summary.clips_per_s,
                                               "ratio": ratio, "resources": summary.resources,
                                               "stages_alone": rates}, indent=1))
     return 0
