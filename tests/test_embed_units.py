@@ -165,7 +165,9 @@ def test_blocks_are_as_large_as_a_batch_while_every_worker_gets_several():
     cpu, gpu = plan([2], 0, None), plan([16], 1, None)
     assert block_rows(20_000, cpu, 256) == 256  # 79 blocks, not 1,250: each block costs the driver the same
     assert block_rows(20_000, gpu, 256) == 256
-    assert block_rows(2_000, gpu, 256) == math.ceil(2_000 / (15 * BLOCKS_PER_WORKER))  # 15 featurising tasks
+    rows = block_rows(2_000, gpu, 256)  # 15 featurising tasks: at least 4 blocks each, and bundles of one batch
+    assert MIN_BLOCK_ROWS <= rows <= math.ceil(2_000 / (15 * BLOCKS_PER_WORKER)) and 256 % rows == 0
+    assert 256 % block_rows(2_000, cpu, 256) == 0 and block_rows(2_000, cpu, 256) > 64
     assert block_rows(40, cpu, 256) == MIN_BLOCK_ROWS  # small inputs keep today's 16-item blocks
     assert block_rows(20_000, cpu, 4) == 4  # never more than an actor's batch
     videos = plan([2], 0, None, videos=True)

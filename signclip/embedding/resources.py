@@ -126,7 +126,11 @@ def block_rows(items: int, res: StageResources, batch_size: int) -> int:
     if res.extract_actors:
         return MIN_BLOCK_ROWS
     workers = res.feature_tasks or res.actors
-    return max(1, min(batch_size, max(MIN_BLOCK_ROWS, math.ceil(items / (workers * BLOCKS_PER_WORKER)))))
+    wanted = max(MIN_BLOCK_ROWS, math.ceil(items / (workers * BLOCKS_PER_WORKER)))
+    if wanted >= batch_size:
+        return max(1, batch_size)
+    # Ray Data bundles blocks up to an actor's batch: blocks that divide it make bundles of one batch, not two
+    return math.ceil(batch_size / math.ceil(batch_size / wanted))
 
 
 def actor_memory(weights_bytes: int) -> int:
