@@ -41,7 +41,7 @@ SERVE_MODES: dict[str, dict[str, str]] = {
 MODEL_DEPLOYMENTS = ("TextEmbedder", "PoseEmbedder")  # not made in layout "combined"
 # The Gateway's defaults where it holds the models: a model replica's CPU and scaling (a config's options win).
 COMBINED_GATEWAY: dict[str, Any] = {"ray_actor_options": {"num_cpus": 1},
-                                    "autoscaling_config": EMBEDDER_AUTOSCALING | {"target_ongoing_requests": 32}}
+                                    "autoscaling_config": EMBEDDER_AUTOSCALING}
 
 
 def make_app(settings: ServiceSettings, options: Mapping[str, Mapping[str, Any]] | None = None) -> serve.Application:
