@@ -49,10 +49,8 @@ BATCH_WAIT_S = 0.005  # how long a batch waits for more requests once one arrive
 # bench_serve_overhead.py). Larger requests go to a thread so that the loop keeps answering.
 INLINE_FEATURIZE_BYTES = 2 << 20
 # Local defaults of the model replicas (cluster/serve.yaml sets a cluster's). A load burst adds a replica
-# after 5 s, not Ray's default 30 s, judged on the last 10 s of load (reported every 2 s), not 30: with 30,
-# 32 clients on the e7.2 model kept one replica for 20 s of a 30 s run. Replicas go after 5 quiet minutes.
+# after 5 s, not Ray's default 30 s; replicas are given back only after 5 quiet minutes.
 EMBEDDER_AUTOSCALING = {"min_replicas": 1, "max_replicas": 2, "target_ongoing_requests": 16,
-                        "metrics_interval_s": 2, "look_back_period_s": 10,
                         "upscale_delay_s": 5, "downscale_delay_s": 300}
 
 
