@@ -19,12 +19,14 @@ import logging
 import math
 import os
 import threading
+import time
 from typing import Any
 
 from ray import serve
 
 from signclip.api.backend import (
     LoadedModel,
+    Tower,
     embed_grouped,
     featurize_all,
     holistic_runner,
@@ -43,7 +45,16 @@ log = logging.getLogger(__name__)
 
 TEXT_BATCH_ITEMS = 128  # texts per model batch (at least max_items; raised to it if lower)
 POSE_BATCH_ITEMS = 64  # poses per model batch (at least max_poses; raised to it if lower)
-BATCH_WAIT_S = 0.005  # how long a batch waits for more requests once one arrived
+# How long a batch waits for more requests once one arrived: a tenth of what the last batch took, at most 5 ms.
+# Waiting pays where a batch is dear (the e7.2 model at 8 clients: text 18.7x the original's semantics with a
+# 1 ms wait, 24.8x with 5 ms, bench_serve.py --quick); for a cheap model it is most of a request's latency.
+BATCH_WAIT_S = 0.005
+BATCH_WAIT_SHARE = 0.1
+# A model batch expected to take less than this runs on the replica's event loop; longer ones in a thread, so
+# that the loop keeps answering meanwhile. For a cheap model the hand-off to a thread cost more than the batch
+# (the tiny preset always on the loop: text 811 -> 1027 req/s at 64 clients, pose 129 -> 194 at 8 clients,
+# bench_serve_overhead.py). Measured here: tiny model batches 1-10 ms, the e7.2 model's from 69 ms (one text).
+INLINE_BATCH_S = 0.02
 # Poses up to this many bytes in a request (~5 ms of featurising here) are featurised on the event loop: in a
 # GIL-bound replica the hand-off to a thread cost more than it freed (tiny model, 8 clients: 84 -> 98 req/s,
 # bench_serve_overhead.py). Larger requests go to a thread so that the loop keeps answering.
@@ -90,6 +101,26 @@ class _ModelReplica:
 
     def __init__(self, settings: ServiceSettings, models: dict[str, LoadedModel] | None = None):
         self.models = models if models is not None else _load_here(settings, type(self).__name__)
+        self._last_batch: tuple[int, float] | None = None  # (items, seconds) of this replica's last model batch
+
+    async def _embed_batch(self, tower: Tower, requests: list[tuple[str, list[Any]]]) -> list[Embedded]:
+        """One model batch of ``requests``: on the event loop when the last batch says it will be short
+        (``INLINE_BATCH_S``, scaled up to a larger batch, never down), else in a thread. Its time sets how long
+        the next batch waits for requests."""
+        items = max(1, _items(requests))
+
+        def timed() -> tuple[list[Embedded], float]:
+            started = time.perf_counter()
+            return embed_grouped(self.models, tower, requests), time.perf_counter() - started
+
+        last = self._last_batch
+        if last is not None and last[1] * max(1.0, items / last[0]) <= INLINE_BATCH_S:
+            out, seconds = timed()
+        else:
+            out, seconds = await asyncio.to_thread(timed)
+        self._last_batch = (items, seconds)
+        self._batch.set_batch_wait_timeout_s(min(BATCH_WAIT_S, BATCH_WAIT_SHARE * seconds))
+        return out
 
     def ready(self) -> dict[str, Any]:
         return {"models": sorted(self.models), "pid": os.getpid()}
@@ -112,7 +143,7 @@ class TextEmbedder(_ModelReplica):
 
     @serve.batch(max_batch_size=TEXT_BATCH_ITEMS, batch_wait_timeout_s=BATCH_WAIT_S, batch_size_fn=_items)
     async def _batch(self, requests: list[tuple[str, list[str]]]) -> list[Embedded]:
-        return await asyncio.to_thread(embed_grouped, self.models, "text", requests)
+        return await self._embed_batch("text", requests)
 
 
 @serve.deployment(name="PoseEmbedder", ray_actor_options={"num_cpus": 0.5}, max_ongoing_requests=64,
@@ -135,7 +166,7 @@ class PoseEmbedder(_ModelReplica):
 
     @serve.batch(max_batch_size=POSE_BATCH_ITEMS, batch_wait_timeout_s=BATCH_WAIT_S, batch_size_fn=_items)
     async def _batch(self, requests: list[tuple[str, list[Any]]]) -> list[Embedded]:
-        return await asyncio.to_thread(embed_grouped, self.models, "pose", requests)
+        return await self._embed_batch("pose", requests)
 
 
 class InReplicaModels:
