@@ -1,5 +1,6 @@
-"""Does the embed pipeline outrun a cheap model? The job with the ``tiny`` preset (a forward pass that costs almost
-nothing, as a GPU's would) against what featurisation alone allows: cores x one core's featurisation rate.
+"""Does the embed pipeline outrun a cheap model? The job with the ``tiny`` preset (standing in for a GPU's forward
+pass; on a CPU it still costs about half as much as featurising) against what featurisation alone allows: cores x
+one core's featurisation rate.
 
     flock /tmp/signclip-ray.lock .venv/bin/python tests/benchmarks/bench_embed_pipeline.py            # 20,000 clips
     flock /tmp/signclip-ray.lock .venv/bin/python tests/benchmarks/bench_embed_pipeline.py --clips 4000
