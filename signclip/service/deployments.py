@@ -47,7 +47,8 @@ TEXT_BATCH_ITEMS = 128  # texts per model batch (at least max_items; raised to i
 POSE_BATCH_ITEMS = 64  # poses per model batch (at least max_poses; raised to it if lower)
 # How long a batch waits for more requests once one arrived: a tenth of what the last batch took, at most 5 ms.
 # Waiting pays where a batch is dear (the e7.2 model at 8 clients: text 18.7x the original's semantics with a
-# 1 ms wait, 24.8x with 5 ms, bench_serve.py --quick); for a cheap model it is most of a request's latency.
+# fixed 1 ms wait, 24.5x with this rule, bench_serve.py --quick); for a cheap model it is most of a request's
+# latency.
 BATCH_WAIT_S = 0.005
 BATCH_WAIT_SHARE = 0.1
 # A model batch expected to take less than this runs on the replica's event loop; longer ones in a thread, so
