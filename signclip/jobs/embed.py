@@ -135,8 +135,8 @@ def pending(items: list[Item], opts: EmbedOptions, spec: dict) -> list[Item]:
     return [item for item in items if item.id not in keep]
 
 
-def _most_blocks(items: list[Item], opts: EmbedOptions) -> int:
-    return max(1, math.ceil(len(items) / (opts.rows_per_block or MIN_BLOCK_ROWS)))
+def _blocks(items: list[Item], rows_per_block: int) -> int:
+    return max(1, math.ceil(len(items) / rows_per_block))
 
 
 def _resources(opts: EmbedOptions, items: list[Item]) -> StageResources:
@@ -148,7 +148,7 @@ def _resources(opts: EmbedOptions, items: list[Item]) -> StageResources:
     try:
         res = plan(nodes, total.get("GPU", 0), opts.actors, videos=any(i.kind == "video" for i in items),
                    use_gpu=use_gpu, threads=opts.threads, min_actors=opts.min_actors,
-                   blocks=_most_blocks(items, opts))
+                   blocks=_blocks(items, opts.rows_per_block or MIN_BLOCK_ROWS))
     except ValueError as e:
         raise InputError(f"cannot place the pipeline on this cluster: {e}") from e
     return replace(res, block_rows=opts.rows_per_block or block_rows(len(items), res, opts.batch_size))
@@ -158,7 +158,7 @@ def build_pipeline(items: list[Item], spec: RunSpec, res: StageResources, opts: 
     """The Ray Data pipeline: items -> (videos -> poses) -> features -> embeddings -> one row per shard."""
     import ray
 
-    ds = ray.data.from_items([i.as_row() for i in items], override_num_blocks=math.ceil(len(items) / res.block_rows))
+    ds = ray.data.from_items([i.as_row() for i in items], override_num_blocks=_blocks(items, res.block_rows))
     if res.extract_actors:
         ds = map_with_actors(ds, PosesFromVideos, fn_constructor_kwargs={"spec": spec,
                                                                          "holistic_options": _holistic(opts)},

@@ -28,6 +28,7 @@ import json  # noqa: E402
 import sys  # noqa: E402
 import tempfile  # noqa: E402
 import time  # noqa: E402
+from collections.abc import Callable  # noqa: E402
 from pathlib import Path  # noqa: E402
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
@@ -50,21 +51,31 @@ def make_clips(folder: Path, n: int) -> list[Path]:
     return out
 
 
-def one_core_rate(clips: list[Path], seconds: float) -> float:
-    """Clips per second one core featurises (best of three timed passes of ``seconds`` each)."""
+def best_rate(step: Callable[[int], int], seconds: float) -> float:
+    """Clips per second of ``step`` (given the clips done so far, does some and returns how many), best of three
+    timed passes of ``seconds`` each."""
     best = 0.0
     for _ in range(3):
         done, started = 0, time.perf_counter()
         while time.perf_counter() - started < seconds:
-            pose_features(str(clips[done % len(clips)]))
-            done += 1
+            done += step(done)
         best = max(best, done / (time.perf_counter() - started))
     return best
 
 
+def one_core_rate(clips: list[Path], seconds: float) -> float:
+    """Clips per second one core featurises."""
+
+    def one(done: int) -> int:
+        pose_features(str(clips[done % len(clips)]))
+        return 1
+
+    return best_rate(one, seconds)
+
+
 def one_core_job_rate(clips: list[Path], model_dir: str, seconds: float, batch: int = 256) -> float:
     """Clips per second one core gets through an embedding actor's whole call (featurise + forward pass), in
-    this process (best of three passes)."""
+    this process."""
     import numpy as np
     import torch
 
@@ -78,15 +89,12 @@ def one_core_job_rate(clips: list[Path], model_dir: str, seconds: float, batch: 
         return {"id": np.array(picked, dtype=object), "kind": np.array(["pose"] * batch, dtype=object),
                 "source": np.array(picked, dtype=object)}
 
-    actor(rows(0))
-    best = 0.0
-    for _ in range(3):
-        done, started = 0, time.perf_counter()
-        while time.perf_counter() - started < seconds:
-            actor(rows(done))
-            done += batch
-        best = max(best, done / (time.perf_counter() - started))
-    return best
+    def call(done: int) -> int:
+        actor(rows(done))
+        return batch
+
+    call(0)
+    return best_rate(call, seconds)
 
 
 def stage_rates(clips: list[Path], model_dir: str, precision: str, n: int = 2000) -> dict[str, float]:
