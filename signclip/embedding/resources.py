@@ -29,9 +29,11 @@ from dataclasses import dataclass
 
 AUTO_CPU_ACTORS = 8  # most CPU actors chosen by default (each holds a copy of the model)
 WRITER_CPUS = 0.1  # a shard writer: Parquet encoding and one PUT per shard
-# Memory a worker declares (Ray's `memory` resource), measured here (RSS) so that nodes are not overpacked:
-# an embedding actor is a torch process plus about twice its weights; a task worker reads, featurises, writes.
-ACTOR_BASE_MEMORY = 600 << 20
+# Memory a worker declares (Ray's `memory` resource), measured here so that nodes are not overpacked: an
+# embedding actor is a torch process plus about twice its weights; a task worker reads, featurises, writes.
+# The torch process peaked at 552 MiB (USS, tiny model, 20,000 clips); Ray Data warns at the end of a run
+# ("used up to ... set memory=...") unless a worker declared 25% more than it used, hence 720 MiB.
+ACTOR_BASE_MEMORY = 720 << 20
 TASK_MEMORY = 300 << 20
 # Items per input block. A block costs the driver ~2.5 ms to create and schedule, whatever its size (1,250
 # blocks of 16 items took 3.4 s of a 30 s, 20,000-clip job on 2 cores; 79 blocks of 256 took 0.3 s and the job
