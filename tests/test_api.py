@@ -184,6 +184,64 @@ def test_ray_failures_become_503_or_504_json_errors():
     assert _await_error(TimeoutError()).status == 504
 
 
+def test_models_in_the_gateways_replica_answer_or_time_out():
+    from signclip.service.gateway import ServeBackend
+
+    class Towers:  # layout "combined": the towers are an object in the gateway's own replica
+        def info(self) -> dict:
+            return {"a": "info"}
+
+        async def embed(self, model: str, texts: list[str]) -> str:
+            if texts == ["slow"]:
+                await asyncio.sleep(10)
+            return f"{model}:{texts[0]}"
+
+    settings = ServiceSettings(models={"a": "x"}, request_timeout_s=0.05)
+    backend = ServeBackend(Towers(), Towers(), None, None, settings)
+
+    async def run() -> tuple:
+        answered = await backend.embed_texts("a", ["house"])
+        with pytest.raises(ApiError) as info:
+            await backend.embed_texts("a", ["slow"])
+        return answered, await backend.models(), info.value, asyncio.all_tasks()
+
+    answered, models, error, tasks = asyncio.run(run())
+    assert answered == "a:house" and models == {"a": "info"}
+    assert (error.status, error.code) == (504, "timeout")
+    assert len(tasks) == 1  # nothing of the timed-out call is left running
+
+
+def test_json_answers_match_the_standard_librarys_and_take_what_orjson_refuses():
+    import json
+
+    from signclip.api.calls import json_response, rows
+
+    vectors = np.random.default_rng(0).standard_normal((3, 32)).astype(np.float32)
+    payload = {"embeddings": rows(vectors), "model": "é"}
+    assert json.loads(json_response(payload).body) == json.loads(json.dumps(payload))
+    assert np.array_equal(np.array(json.loads(json_response(payload).body)["embeddings"], dtype=np.float32), vectors)
+    odd = {"gloss": "\ud800"}  # a lone surrogate: orjson refuses it, the standard library escapes it
+    answer = json_response(odd, 201)
+    assert answer.status_code == 201 and json.loads(answer.body) == odd
+
+
+def test_metrics_count_each_series_apart():
+    from signclip.api.prometheus import ServiceMetrics
+
+    metrics = ServiceMetrics()
+    for status in (200, 200, 422):
+        metrics.observe_request("POST", "/api/embed/text", status, 0.002)
+    metrics.observe_batch("text", "a", 3, 8)
+    metrics.observe_batch("text", "b", 1, 8)
+    text = metrics.render().decode()
+    assert 'signclip_http_requests_total{method="POST",route="/api/embed/text",status="200"} 2.0' in text
+    assert 'signclip_http_requests_total{method="POST",route="/api/embed/text",status="422"} 1.0' in text
+    assert 'signclip_http_request_duration_seconds_count{route="/api/embed/text"} 3.0' in text
+    assert 'signclip_embedded_items_total{model="a",tower="text"} 3.0' in text
+    assert 'signclip_embedded_items_total{model="b",tower="text"} 1.0' in text
+    assert 'signclip_batch_items_count{tower="text"} 2.0' in text
+
+
 # --- the app in-process (LocalBackend) ---------------------------------------------------------------
 
 @pytest.fixture(scope="module")
