@@ -98,9 +98,10 @@ def one_core_job_rate(clips: list[Path], model_dir: str, seconds: float, batch: 
     return best_rate(call, seconds)
 
 
-def steady_rate(output: str) -> tuple[float, float]:
-    """(clips/s between the first and the last shard written, seconds until the first shard): the job's rate once
-    its actors are up and Ray Data's own actors started, from the shard files' modification times."""
+def steady_rate(output: str, started: float) -> tuple[float, float]:
+    """(clips/s between the first and the last shard written, seconds from ``started`` (``time.time()``) to the
+    first shard): the job's rate once its actors are up and Ray Data's own actors started, from the shard files'
+    modification times."""
     import pyarrow.parquet as pq
 
     from signclip.io import embedding_store
@@ -109,7 +110,7 @@ def steady_rate(output: str) -> tuple[float, float]:
                     for p in embedding_store.list_shards(output))
     if len(shards) < 2:
         return float("nan"), float("nan")
-    return sum(rows for _, rows in shards[1:]) / (shards[-1][0] - shards[0][0]), shards[0][0]
+    return sum(rows for _, rows in shards[1:]) / (shards[-1][0] - shards[0][0]), shards[0][0] - started
 
 
 def stage_rates(clips: list[Path], model_dir: str, precision: str, n: int = 2000) -> dict[str, float]:
@@ -192,7 +193,7 @@ def main(argv: list[str] | None = None) -> int:
                                    **json.loads(args.job_options))
             started = time.time()
             summary = run(options)
-            steady, first_shard = steady_rate(options.output)
+            steady, first_shard_s = steady_rate(options.output, started)
         finally:
             ray.shutdown()
         after = one_core_rate(clips, args.seconds)
@@ -206,7 +207,7 @@ def main(argv: list[str] | None = None) -> int:
     ratio = summary.clips_per_s / ceiling
     print(f"job ({args.preset} model, {options.precision}): {summary.clips_per_s:.1f} clips/s ({summary.ok} ok of "
           f"{summary.items} in {summary.seconds:.1f} s)")
-    print(f"  of which the first shard came {first_shard - started:.1f} s after the job started (actors and Ray "
+    print(f"  of which the first shard came {first_shard_s:.1f} s after the job started (actors and Ray "
           f"Data's own actors starting); from there to the last shard {steady:.1f} clips/s, "
           f"{steady / ceiling:.2f} of {args.cpus} x one core's featurisation")
     if rates:
@@ -218,7 +219,7 @@ def main(argv: list[str] | None = None) -> int:
         Path(args.out).write_text(json.dumps({"one_core": single, "one_core_before": before,
                                               "one_core_after": after, "one_core_job_work": whole, "cores": args.cpus,
                                               "job": summary.clips_per_s, "job_after_first_shard": steady,
-                                              "first_shard_s": first_shard - started,
+                                              "first_shard_s": first_shard_s,
                                               "ratio": ratio, "resources": summary.resources,
                                               "stages_alone": rates}, indent=1))
     return 0
