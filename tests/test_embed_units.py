@@ -110,8 +110,10 @@ def test_every_stage_fits_beside_the_actors_on_every_node(nodes, gpus, actors, v
         (r.actors, r.actor_cpus), (r.feature_tasks, r.feature_cpus), (r.writer_tasks, r.writer_cpus),
         (r.extract_actors, r.extract_cpus)))
     assert held <= min(nodes) + 1e-9, r
-    assert min(r.actor_cpus, r.writer_cpus) > 0 and r.device == ("cuda" if gpus else "cpu")
-    assert r.writer_tasks == 1 and (r.extract_actors >= 1) == videos
+    assert r.actor_cpus > 0 and r.device == ("cuda" if gpus else "cpu")
+    # on CPU the actors write their own shards: no writer task whose idle worker Ray would end between shards
+    assert (r.writer_tasks, r.writer_cpus > 0) == ((1, True) if gpus else (0, False))
+    assert (r.extract_actors >= 1) == videos
     for q in (r.actor_cpus, r.feature_cpus, r.writer_cpus, r.extract_cpus):
         assert q < 1 or q == int(q), "Ray takes fractions below 1 and whole numbers above"
 
@@ -201,6 +203,27 @@ def test_stages_isolate_bad_inputs_and_match_the_embedder(tmp_path, poses_dir, m
     failed = table.filter(table.column("status").to_numpy(zero_copy_only=False) == "failed")
     assert failed.column("embedding").null_count == failed.num_rows
     assert sorted(p.stem for p in (tmp_path / "npy").glob("*.npy")) == sorted(set(LABELLED) | {"long"})
+
+
+
+def test_a_cpu_actor_writes_its_batch_as_shards_the_writer_task_would_write(tmp_path, poses_dir, model_dir):
+    """With ``shard_rows`` (on CPU) the actor writes its own shards, with a failed row among them, and returns
+    one summary row per shard; the rows are those the actor + writer task pair writes."""
+    rows = {**{k: poses_dir / f"{k}.pose" for k in LABELLED}, "missing": tmp_path / "missing.pose"}
+    batch = {"id": np.array(list(rows), dtype=object), "kind": np.array(["pose"] * len(rows), dtype=object),
+             "source": np.array([str(p) for p in rows.values()], dtype=object)}
+    two_stages = spec_for(model_dir, tmp_path / "tasks")
+    write_shard(EmbedActor(two_stages)(batch), two_stages)
+    spec = spec_for(model_dir, tmp_path / "actor")
+    summary = EmbedActor(spec, shard_rows=2)(batch)
+    assert list(summary["rows"]) == [2] * (len(rows) // 2) + [1] * (len(rows) % 2)
+    assert int(summary["failed"].sum()) == 1 and int(summary["ok"].sum()) == len(LABELLED)
+    assert sorted(summary["shard"]) == sorted(embedding_store.list_shards(str(tmp_path / "actor")))
+    columns = ("id", "status", "error", "frames", "embedding")
+    written, expected = (embedding_store.read_index(str(tmp_path / out), columns=columns).set_index("id").sort_index()
+                         for out in ("actor", "tasks"))
+    assert "no such file" in written.loc["missing", "error"]
+    pd.testing.assert_frame_equal(written, expected)
 
 
 # --- the shard store -------------------------------------------------------------------------------------

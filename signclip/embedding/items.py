@@ -4,8 +4,9 @@ Inputs (local or ``s3://``):
 
 - a ``.pose`` or video file, a folder (searched recursively) or a glob: ids are the paths relative to the
   input's root, without suffix (``poses/a/b.pose`` under ``poses`` -> ``a/b``);
-- a manifest (Parquet/CSV, see :mod:`signclip.io.manifests`) with a path column and optionally ``id``, ``text``,
-  ``gloss``, ``sign_language`` (or ``language``), ``split`` (carried into the output); relative paths are relative to the manifest;
+- a manifest (Parquet/CSV, see :mod:`signclip.io.manifests`) with a path column and optionally ``id``,
+  ``text``, ``gloss``, ``sign_language`` (or ``language``), ``split`` (carried into the output); relative paths
+  are relative to the manifest;
 - prompts: a text file with one prompt per line, or a manifest's text column; a prompt's id is
   ``text-`` + a hash of the prompt, so reordering the file does not change ids and duplicates collapse.
 """

@@ -13,6 +13,12 @@ stage that fits the cluster's total but no single node's leftover never runs (tw
 what the busiest node hosts of each stage must fit together. Ray accepts fractional CPUs below 1 and whole
 numbers above, so quantities are rounded to that.
 
+On CPU the actors also write their own shards. Ray's worker pool keeps as many idle workers as a node has
+unreserved CPUs and ends the others after a second idle; with the actors holding every CPU, the worker of a
+shard-writing task was ended between shards and a new one started for the next (a Python process importing Ray
+Data and pyarrow, about a second and a half of CPU): two such processes per 10 s on 2 cores, a fifth of the
+job's CPU (``tests/benchmarks/bench_embed_pipeline.py``). A GPU's featurising tasks and writer keep busy.
+
 Torch threads are a separate matter from Ray's bookkeeping: an actor with 2 or more CPUs runs that many
 threads; on smaller machines the actors share the cores (``cores / actors`` threads each).
 
@@ -55,7 +61,7 @@ class StageResources:
     threads: int  # torch threads per embedding actor
     feature_tasks: int  # read + featurise tasks at once; 0: the embedding actors featurise (on CPU)
     feature_cpus: float  # num_cpus per read + featurise task
-    writer_tasks: int  # shard-writing tasks at once
+    writer_tasks: int  # shard-writing tasks at once; 0: the embedding actors write their own shards (on CPU)
     writer_cpus: float  # num_cpus per shard-writing task
     extract_actors: int  # video -> pose actors (0 when the input has no videos)
     extract_cpus: float  # num_cpus per video -> pose actor
@@ -105,7 +111,8 @@ def plan(node_cpus: Sequence[float], gpus: float, actors: int | None, *, videos:
     n, node = len(nodes), min(nodes)
     pa, pf, pe = math.ceil(actors / n), math.ceil(feature_tasks / n), math.ceil(extract_actors / n)
     extract_cpus = ray_quantity(min(1.0, node / (pa + pf + pe + 1))) if extract_actors else 0.0
-    writer_cpus = ray_quantity(min(WRITER_CPUS, node / (4 * (pa + pf + 1))))
+    writer_tasks = 1 if gpu else 0
+    writer_cpus = ray_quantity(min(WRITER_CPUS, node / (4 * (pa + pf + 1)))) if writer_tasks else 0.0
     room = node - pe * extract_cpus - writer_cpus
     if gpu:  # a core per GPU actor when the node can spare one beside its featurising tasks
         actor_cpus = 1.0 if room - pa >= pf * 0.25 else ray_quantity(room * 0.5 / pa)
@@ -118,7 +125,7 @@ def plan(node_cpus: Sequence[float], gpus: float, actors: int | None, *, videos:
         default_threads = int(actor_cpus) if actor_cpus >= 2 else max(1, int(min(max(nodes), cpus / actors)))
     return StageResources(actors=actors, min_actors=min_actors, actor_cpus=actor_cpus,
                           actor_gpus=1.0 if gpu else 0.0, threads=threads or default_threads,
-                          feature_tasks=feature_tasks, feature_cpus=feature_cpus, writer_tasks=1,
+                          feature_tasks=feature_tasks, feature_cpus=feature_cpus, writer_tasks=writer_tasks,
                           writer_cpus=writer_cpus, extract_actors=extract_actors, extract_cpus=extract_cpus)
 
 

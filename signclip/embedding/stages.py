@@ -3,7 +3,8 @@
 ``signclip/jobs/embed.py`` chains them with Ray Data::
 
     items -> [PosesFromVideos actors] -> [featurize tasks, for GPU actors] -> EmbedActor pool (model loaded
-    once; on CPU it featurises its clips itself) -> write_shard tasks -> one small row per shard to the driver
+    once; on CPU it featurises its clips and writes their shards itself) -> [write_shard tasks, for GPU actors]
+    -> one small row per shard to the driver
 
 A batch is a dict of equal-length numpy arrays. Between stages a clip's features travel as the bytes of
 its float32 ``[T, D]`` array plus ``frames``; a failed row carries ``status="failed"`` and its ``error``
@@ -192,9 +193,15 @@ def featurize(batch: Batch, spec: RunSpec) -> Batch:
 
 
 class EmbedActor:
-    """Loads the model once (on ``device``) and embeds batches with :class:`signclip.Embedder`."""
+    """Loads the model once (on ``device``) and embeds batches with :class:`signclip.Embedder`.
 
-    def __init__(self, spec: RunSpec, device: str = "cpu", threads: int | None = None):
+    With ``shard_rows`` it also writes each batch it embedded, as shards of at most that many rows, and returns
+    :func:`write_shard`'s summary rows instead of the embeddings (on CPU: ``signclip.embedding.resources`` says
+    why).
+    """
+
+    def __init__(self, spec: RunSpec, device: str = "cpu", threads: int | None = None,
+                 shard_rows: int | None = None):
         import torch
 
         from signclip.model.embedder import Embedder
@@ -203,6 +210,7 @@ class EmbedActor:
         if threads:
             torch.set_num_threads(threads)
         self.spec = spec
+        self.shard_rows = shard_rows
         started = time.perf_counter()
         model = load(spec.model, device=device, fingerprint=spec.model_hash)
         self.embedder = Embedder(model, max_batch_size=spec.max_batch_size, max_batch_frames=spec.max_batch_frames,
@@ -249,7 +257,7 @@ class EmbedActor:
         status = [s if s == FAILED else OK for s in status]
         result = {k: v for k, v in batch.items() if k != "features"}
         result.update(embedding=out, status=np.array(status, dtype=object), error=np.array(error, dtype=object))
-        return result
+        return result if self.shard_rows is None else write_shards(result, self.spec, self.shard_rows)
 
 
 def to_table(batch: Batch, spec: RunSpec) -> pa.Table:
@@ -294,6 +302,16 @@ def write_shard(batch: Batch, spec: RunSpec) -> Batch:
     n_ok = int(sum(s == OK for s in table.column("status").to_pylist()))
     return {"shard": np.array([path], dtype=object), "rows": np.array([table.num_rows]),
             "ok": np.array([n_ok]), "failed": np.array([table.num_rows - n_ok])}
+
+
+def write_shards(batch: Batch, spec: RunSpec, shard_rows: int) -> Batch:
+    """:func:`write_shard` on each run of at most ``shard_rows`` rows of ``batch``; their summary rows."""
+    n = _count(batch)
+    summaries = [write_shard({k: v[start:start + shard_rows] for k, v in batch.items()}, spec)
+                 for start in range(0, n, max(1, shard_rows))]
+    return {k: np.concatenate([s[k] for s in summaries]) for k in summaries[0]} if summaries else \
+        {"shard": np.array([], dtype=object), "rows": np.array([], dtype=np.int64),
+         "ok": np.array([], dtype=np.int64), "failed": np.array([], dtype=np.int64)}
 
 
 def lost_rows(items: list, spec: RunSpec, attempts: int) -> Batch:

@@ -7,7 +7,7 @@
 Pipeline: list the items -> [videos: MediaPipe Holistic actors write .pose files] -> read + featurise and
 embed on an actor pool that loads the model once per actor (on GPUs: featurising tasks on every other core
 feed one actor per GPU), batches formed by clip length -> write Parquet shards atomically (+ optional
-``<id>.npy`` files).
+``<id>.npy`` files; on CPU each actor writes its own batches' shards).
 The CPUs go where the time goes (:mod:`signclip.embedding.resources`); items lost with a worker or a
 node are embedded again in a new pass (:mod:`signclip.jobs.ray_data`).
 Ray Data streams blocks through the stages, so memory stays bounded whatever the corpus size.
@@ -79,7 +79,7 @@ class EmbedOptions:
     device: str = "auto"  # auto (GPU when the cluster has one per actor), cpu, cuda
     batch_size: int = 256  # clips handed to an actor at once (sorted by length inside, so little padding)
     max_batch_frames: int | None = None  # clips x longest length per forward pass (default: the embedder's)
-    shard_rows: int = 256  # rows per output shard (also the unit of work lost if a run is killed)
+    shard_rows: int = 256  # rows per output shard (on CPU at most batch_size); the unit of work a killed run loses
     rows_per_block: int | None = None  # items per input block (None: see signclip.embedding.resources.block_rows)
     retry_failed: bool = False  # re-embed ids whose earlier row failed
     attempts: int = DEFAULT_ATTEMPTS  # passes over items lost with their worker before they are reported failed
@@ -168,11 +168,16 @@ def build_pipeline(items: list[Item], spec: RunSpec, res: StageResources, opts: 
         ds = ds.map_batches(featurize, fn_kwargs={"spec": spec}, batch_size=res.block_rows,
                             batch_format="numpy", num_cpus=res.feature_cpus, memory=TASK_MEMORY,
                             compute=ray.data.TaskPoolStrategy(size=res.feature_tasks))
+    # with no writer tasks (on CPU) the actors write their batches' shards themselves
     ds = map_with_actors(ds, EmbedActor, fn_constructor_kwargs={"spec": spec, "device": res.device,
-                                                                "threads": res.threads},
+                                                                "threads": res.threads,
+                                                                "shard_rows": None if res.writer_tasks else
+                                                                opts.shard_rows},
                          compute=ray.data.ActorPoolStrategy(min_size=res.min_actors, max_size=res.actors),
                          batch_size=opts.batch_size, batch_format="numpy", num_cpus=res.actor_cpus,
                          num_gpus=res.actor_gpus or None, memory=actor_memory(spec.weights_bytes))
+    if not res.writer_tasks:
+        return ds
     return ds.map_batches(write_shard, fn_kwargs={"spec": spec}, batch_size=opts.shard_rows,
                           batch_format="numpy", num_cpus=res.writer_cpus, memory=TASK_MEMORY,
                           compute=ray.data.TaskPoolStrategy(size=res.writer_tasks))
@@ -307,7 +312,9 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--max-batch-frames", type=int,
                    help="clips x frames per forward pass (default: the embedder's for the device, "
                         "signclip.model.embedder.CPU_BATCH_FRAMES / GPU_BATCH_FRAMES)")
-    p.add_argument("--shard-rows", type=int, default=256, help="rows per output shard (default 256)")
+    p.add_argument("--shard-rows", type=int, default=256,
+                   help="rows per output shard (default 256; on CPU at most --batch-size: each embedding actor "
+                        "writes its own batches' shards)")
     p.add_argument("--rows-per-block", type=int,
                    help="items per input block, the unit of a featurising task (default: as many as an actor's "
                         "batch, at least 16, and 4 blocks per worker)")
