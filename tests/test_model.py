@@ -9,6 +9,7 @@ import pytest
 import torch
 
 import signclip
+from signclip.model import factory
 from signclip.model.checkpoint import CheckpointError
 from signclip.model.embedder import CPU_BATCH_FRAMES, Embedder
 from signclip.model.factory import minilm_dir
@@ -137,11 +138,42 @@ def test_save_load_round_trip(tiny, paths, tmp_path):
     assert loaded.cfg == tiny.cfg
     np.testing.assert_array_equal(loaded.embed_poses(paths), tiny.embed_poses(paths))
     np.testing.assert_array_equal(loaded.embed_texts(["<en> <ase> house"]), tiny.embed_texts(["<en> <ase> house"]))
-    # loading builds the model on the meta device and adopts the file's tensors: nothing is left unloaded
+    # loading builds the model without initialising it and adopts the file's tensors: nothing is left unloaded
     params = dict(loaded.named_parameters())
     assert all(p.device.type == "cpu" and p.requires_grad for p in params.values())
     assert all(torch.equal(params[k], v) for k, v in tiny.state_dict().items())
     assert Embedder(loaded).max_batch_frames == CPU_BATCH_FRAMES * (768 // 32)  # narrow: more frames a pass
+
+
+def test_loading_skips_initialisation_without_changing_what_others_build(tiny, tmp_path, monkeypatch):
+    """A load neither initialises weights it replaces nor imports ``torch._dynamo`` (2.3 s of CPU in each actor or
+    replica that loads, when it built on the meta device), and leaves ``torch.nn.init`` as it found it, even when
+    the build fails: a model created afterwards is initialised as ever."""
+    import subprocess
+    import sys
+
+    tiny.save(tmp_path / "m")
+    code = ("import sys, signclip; signclip.load(sys.argv[1]); "
+            "print('torch._dynamo' in sys.modules, 'torch' in sys.modules)")
+    out = subprocess.run([sys.executable, "-c", code, str(tmp_path / "m")], capture_output=True, text=True, check=True)
+    assert out.stdout.split() == ["False", "True"]
+    before = {name: getattr(torch.nn.init, name) for name in ("normal_", "kaiming_uniform_", "ones_", "zeros_")}
+    expected = signclip.create("tiny", seed=5).state_dict()
+    signclip.load(tmp_path / "m")
+
+
+    def failing_build(cfg, tokenizer):
+        assert torch.nn.init.normal_ is not before["normal_"]  # built without initialisers
+        raise RuntimeError("the build failed")
+
+    monkeypatch.setattr(factory, "SignCLIP", failing_build)
+    with pytest.raises(RuntimeError, match="the build failed"):
+        signclip.load(tmp_path / "m")
+    monkeypatch.undo()
+    assert {name: getattr(torch.nn.init, name) for name in before} == before
+    created = signclip.create("tiny", seed=5).state_dict()
+    assert all(torch.equal(created[k], v) for k, v in expected.items())
+    assert float(created["video_encoder.bert.encoder.layer.0.attention.self.query.weight"].std()) > 0.01
 
 
 def test_load_reports_missing_and_unexpected_tensors(tiny, tmp_path):

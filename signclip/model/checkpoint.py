@@ -36,7 +36,7 @@ def load_state_strict(model: torch.nn.Module, state: dict[str, torch.Tensor], so
                       assign: bool = False) -> None:
     """Load ``state`` into ``model`` or raise ``CheckpointError`` naming every mismatch.
 
-    ``assign``: the tensors of ``state`` become the parameters (for a model built on the meta device).
+    ``assign``: the tensors of ``state`` become the parameters (for a model built without initialising them).
     """
     expected = model.state_dict()
     missing = [k for k in expected if k not in state]

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
+import threading
+from collections.abc import Iterator
 from pathlib import Path
 
 import torch
@@ -33,10 +36,35 @@ def load(location: str | os.PathLike, device: str | torch.device = "cpu", *,
                               "import released fairseq checkpoints with `signclip import-checkpoint`")
     cfg = read_config(source)
     tokenizer = Tokenizer(source, cfg.max_text_tokens)
-    with torch.device("meta"):  # no random initialisation of weights about to be replaced (seconds at e7.2 size)
+    with _uninitialised():
         model = SignCLIP(cfg, tokenizer)
     load_state_strict(model, load_file(str(source / WEIGHTS)), str(source / WEIGHTS), assign=True)
     return model.to(device).eval()
+
+
+_INITIALISERS = ("uniform_", "normal_", "trunc_normal_", "constant_", "ones_", "zeros_", "eye_", "dirac_",
+                 "xavier_uniform_", "xavier_normal_", "kaiming_uniform_", "kaiming_normal_", "orthogonal_", "sparse_")
+_BUILDING = threading.Lock()  # held while a model is built: never one without initialisers beside one with
+
+
+def _untouched(tensor: torch.Tensor, *args, **kwargs) -> torch.Tensor:
+    return tensor
+
+
+@contextlib.contextmanager
+def _uninitialised() -> Iterator[None]:
+    """Modules built inside keep the uninitialised memory ``torch.empty`` gave them, for weights about to be
+    replaced (random initialisation costs seconds at e7.2 size). Building on the meta device would skip it
+    too, but there the first initialiser imports ``torch._dynamo``: 2.3 s of CPU in every process that loads."""
+    with _BUILDING:
+        saved = {name: getattr(torch.nn.init, name) for name in _INITIALISERS}
+        for name in saved:
+            setattr(torch.nn.init, name, _untouched)
+        try:
+            yield
+        finally:
+            for name, initialiser in saved.items():
+                setattr(torch.nn.init, name, initialiser)
 
 
 def minilm_dir() -> Path:
@@ -64,7 +92,8 @@ def create(name_or_config: str | ModelConfig = "small", bert: str | os.PathLike 
     cfg.cls_token_id, cfg.sep_token_id, cfg.pad_token_id = tokenizer.cls_id, tokenizer.sep_id, tokenizer.pad_id
     cfg.video.vocab_size = cfg.text.vocab_size = tokenizer.vocab_size
     torch.manual_seed(seed)
-    model = SignCLIP(cfg, tokenizer)
+    with _BUILDING:
+        model = SignCLIP(cfg, tokenizer)
     if bert is not None:
         _init_from_bert(model, Path(bert))
     return model.eval()
