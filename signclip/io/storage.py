@@ -40,12 +40,15 @@ def _filesystem(protocol: str, endpoint: str | None) -> fsspec.AbstractFileSyste
     return fsspec.filesystem(protocol, **kwargs)
 
 
-def filesystem(path: str) -> tuple[fsspec.AbstractFileSystem, str]:
-    """The filesystem that holds ``path`` and the path as that filesystem names it."""
+def _split(path: str) -> tuple[str, str]:
     protocol, stripped = fsspec.core.split_protocol(path)
     protocol = protocol or "file"
-    if protocol == "file":
-        stripped = os.path.abspath(stripped)
+    return protocol, os.path.abspath(stripped) if protocol == "file" else stripped
+
+
+def filesystem(path: str) -> tuple[fsspec.AbstractFileSystem, str]:
+    """The filesystem that holds ``path`` and the path as that filesystem names it."""
+    protocol, stripped = _split(path)
     endpoint = os.environ.get("AWS_ENDPOINT_URL_S3") or os.environ.get("AWS_ENDPOINT_URL")
     return _filesystem(protocol, endpoint if protocol == "s3" else None), stripped
 
@@ -67,8 +70,10 @@ def join(base: str, *parts: str) -> str:
 
 def relative_to(path: str, root: str) -> str:
     """``path`` relative to ``root`` (both local or both URIs of one store), ``/``-separated."""
-    _, p = filesystem(path)
-    _, r = filesystem(root)
+    (_, p), (_, r) = _split(path), _split(root)
+    inside = r.rstrip("/") + "/"
+    if p.startswith(inside) and "/./" not in p and "/../" not in p:  # the common case, without relpath's work
+        return p[len(inside):]
     return posixpath.relpath(p, r) if is_remote(path) else os.path.relpath(p, r).replace(os.sep, "/")
 
 
@@ -135,14 +140,16 @@ def expand(pattern: str, suffixes: tuple[str, ...]) -> list[str]:
     fs, p = filesystem(pattern)
     scheme = pattern.split("://", 1)[0] + "://" if is_remote(pattern) else ""
     if any(ch in p for ch in "*?["):
-        found = fs.glob(p)
+        found = [f for f, info in fs.glob(p, detail=True).items() if info.get("type") != "directory"]
+    elif not scheme and os.path.isdir(p):  # a folder on disk: os.walk reads entry types without a stat per file
+        found = [os.path.join(folder, name) for folder, _, names in os.walk(p) for name in names]
     elif fs.isdir(p):
-        found = fs.find(p)
+        found = list(fs.find(p))  # files only
     elif fs.exists(p):
         found = [p]
     else:
         raise FileNotFoundError(f"{pattern}: no such file or directory")
-    found = [f for f in found if f.lower().endswith(suffixes) and not fs.isdir(f)]
+    found = [f for f in found if f.lower().endswith(suffixes)]
     return sorted(scheme + f if scheme else f for f in found)
 
 
