@@ -176,6 +176,21 @@ def test_blocks_are_as_large_as_a_batch_while_every_worker_gets_several():
     assert block_rows(20_000, videos, 256) == MIN_BLOCK_ROWS  # a block is one extraction actor's work
 
 
+
+def test_the_driver_plans_a_run_without_importing_torch(tmp_path, poses_dir, model_dir):
+    """Listing the input and reading the model's spec is the driver's whole share of the model: importing torch
+    there cost every run 3 s before its first actor started."""
+    import subprocess
+    import sys
+
+    code = ("import sys; from signclip.jobs import embed; "
+            "items = embed.list_items(sys.argv[1]); spec = embed.model_spec(sys.argv[2]); "
+            "print(len(items), spec['model_name'], 'torch' in sys.modules)")
+    out = subprocess.run([sys.executable, "-c", code, str(poses_dir), str(model_dir)], capture_output=True,
+                         text=True, timeout=120, check=True)
+    assert out.stdout.split() == [str(len(list(poses_dir.glob("*.pose")))), "tiny", "False"]
+
+
 # --- stages, without Ray -------------------------------------------------------------------------------
 
 def test_stages_isolate_bad_inputs_and_match_the_embedder(tmp_path, poses_dir, model_dir):

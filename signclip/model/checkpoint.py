@@ -10,12 +10,12 @@ import os
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-import torch
-
 from signclip.io import storage
 from signclip.model.config import ModelConfig
 
 if TYPE_CHECKING:
+    import torch
+
     from signclip.model.network import SignCLIP
 
 FORMAT = "signclip-native-v1"
@@ -52,6 +52,8 @@ def load_state_strict(model: torch.nn.Module, state: dict[str, torch.Tensor], so
         problems.append(f"wrong shapes: {key_list(wrong)}")
     if problems:
         raise CheckpointError(f"{source}: " + "; ".join(problems))
+    import torch
+
     model.load_state_dict({k: v.to(torch.float32) for k, v in state.items()}, strict=True, assign=assign)
 
 
@@ -80,6 +82,7 @@ def read_config(location: str | os.PathLike) -> ModelConfig:
 
 def save(model: "SignCLIP", directory: str | os.PathLike) -> None:
     """Write ``model`` in the native format (creates ``directory``)."""
+    import torch
     from safetensors.torch import save_file
 
     if model.tokenizer is None:
