@@ -14,10 +14,13 @@ what the busiest node hosts of each stage must fit together. Ray accepts fractio
 numbers above, so quantities are rounded to that.
 
 On CPU the actors also write their own shards. Ray's worker pool keeps as many idle workers as a node has
-unreserved CPUs and ends the others after a second idle; with the actors holding every CPU, the worker of a
-shard-writing task was ended between shards and a new one started for the next (a Python process importing Ray
-Data and pyarrow, about a second and a half of CPU): two such processes per 10 s on 2 cores, a fifth of the
-job's CPU (``tests/benchmarks/bench_embed_pipeline.py``). A GPU's featurising tasks and writer keep busy.
+unreserved CPUs and ends the others after a second idle. With the actors holding every CPU, a shard-writing
+task's worker was ended whenever shards came less than once a second, and a new one started for the next (a
+Python process importing Ray Data and pyarrow, about a second and a half of CPU): with the ``small`` preset on
+2 cores, 2 such starts after the first shard; with ``tiny`` on a slow hour, 2 per 10 s (a fifth of the CPU);
+none when shards come faster (``tests/benchmarks/bench_embed_pipeline.py`` counts them). Without the writer
+the first shard also comes 3-4 s sooner on 2 cores: one process fewer to start. A GPU's featurising tasks and
+writer keep busy.
 
 Torch threads are a separate matter from Ray's bookkeeping: an actor with 2 or more CPUs runs that many
 threads; on smaller machines the actors share the cores (``cores / actors`` threads each).

@@ -13,7 +13,9 @@ machine's speed drifts by a third over minutes); one core's rate at the job's wh
 Ray (an embedding actor's call in this process: featurise, then the model's forward pass), which bounds the
 job at cores x that rate; then the job (``signclip.jobs.embed`` on a local Ray with every core; clips/s over
 the pipeline's wall time, actor start-up included, ``ray.init`` not), and its rate from the first shard
-written to the last (start-up left out: what a corpus large enough to hide it would see). Prints the rates,
+written to the last (start-up left out: what a corpus large enough to hide it would see), and the Ray worker
+processes started during the job, after the first shard apart (a worker pool that ends idle workers and starts
+new ones costs a process start, about 1.5 s of CPU, each time). Prints the rates,
 the ratio against cores x one core's featurisation, and the job's stage plan. Target: >= 0.85.
 """
 
@@ -113,6 +115,43 @@ def steady_rate(output: str, started: float) -> tuple[float, float]:
     return sum(rows for _, rows in shards[1:]) / (shards[-1][0] - shards[0][0]), shards[0][0] - started
 
 
+class WorkerStarts:
+    """Ray worker processes started while it runs, seen in ``/proc`` (Linux) every 20 ms: a pool that ends idle
+    workers and starts new ones shows up here as starts after the first shard."""
+
+    def __init__(self) -> None:
+        import threading
+
+        self.started: list[float] = []
+        self._seen = set(self._pids())
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._watch, daemon=True)
+        self._thread.start()
+
+    @staticmethod
+    def _pids() -> list[str]:
+        return [p for p in os.listdir("/proc") if p.isdigit()] if os.path.isdir("/proc") else []
+
+    def _watch(self) -> None:
+        while not self._stop.wait(0.02):
+            for pid in self._pids():
+                if pid in self._seen:
+                    continue
+                self._seen.add(pid)
+                try:
+                    with open(f"/proc/{pid}/cmdline", "rb") as f:
+                        command = f.read().replace(b"\0", b" ").decode(errors="replace")
+                except OSError:
+                    continue
+                if "default_worker.py" in command or command.startswith("ray::"):
+                    self.started.append(time.time())
+
+    def stop(self) -> list[float]:
+        self._stop.set()
+        self._thread.join()
+        return self.started
+
+
 def stage_rates(clips: list[Path], model_dir: str, precision: str, n: int = 2000) -> dict[str, float]:
     """Clips/s of each stage after featurisation alone, in this process, on ``n`` clips: collate (host
     batches as the Embedder forms them), transfer (host -> device), forward (the pose tower on the device,
@@ -191,9 +230,12 @@ def main(argv: list[str] | None = None) -> int:
         try:
             options = EmbedOptions(model=str(work / "model"), input=str(work / "clips"), output=str(work / "emb"),
                                    **json.loads(args.job_options))
+            starts = WorkerStarts()
             started = time.time()
             summary = run(options)
             steady, first_shard_s = steady_rate(options.output, started)
+            worker_starts = starts.stop()
+            late_starts = sum(t > started + first_shard_s for t in worker_starts)
         finally:
             ray.shutdown()
         after = one_core_rate(clips, args.seconds)
@@ -210,6 +252,8 @@ def main(argv: list[str] | None = None) -> int:
     print(f"  of which the first shard came {first_shard_s:.1f} s after the job started (actors and Ray "
           f"Data's own actors starting); from there to the last shard {steady:.1f} clips/s, "
           f"{steady / ceiling:.2f} of {args.cpus} x one core's featurisation")
+    print(f"  Ray worker processes started during the job: {len(worker_starts)}, of which {late_starts} after the "
+          "first shard (a pool ending idle workers and starting new ones)")
     if rates:
         print("each stage alone, clips/s: featurise " + f"{ceiling:.0f} ({args.cpus} cores), "
               + ", ".join(f"{stage} {rate:.0f}" for stage, rate in rates.items()))
@@ -220,6 +264,8 @@ def main(argv: list[str] | None = None) -> int:
                                               "one_core_after": after, "one_core_job_work": whole, "cores": args.cpus,
                                               "job": summary.clips_per_s, "job_after_first_shard": steady,
                                               "first_shard_s": first_shard_s,
+                                              "worker_starts": len(worker_starts),
+                                              "worker_starts_after_first_shard": late_starts,
                                               "ratio": ratio, "resources": summary.resources,
                                               "stages_alone": rates}, indent=1))
     return 0
