@@ -69,6 +69,10 @@ def test_an_object_store_lists_through_fsspec(s3_bucket):
     ("/b.pose", "/", "b.pose"),
     ("s3://bucket/poses/a/b.pose", "s3://bucket/poses", "a/b.pose"),
     ("s3://bucket/other/b.pose", "s3://bucket/poses", "../other/b.pose"),
+    ("s3://bucket/poses/a//b.pose", "s3://bucket/poses", "a/b.pose"),
+    ("s3://bucket/poses/a/..", "s3://bucket/poses", "."),
+    ("s3://bucket/poses/a/.", "s3://bucket/poses", "a"),
+    ("s3://bucket/poses/./a/b.pose", "s3://bucket/poses", "a/b.pose"),
 ])
 def test_relative_paths(path, root, expected):
     assert storage.relative_to(path, root) == expected

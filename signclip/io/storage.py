@@ -72,8 +72,9 @@ def relative_to(path: str, root: str) -> str:
     """``path`` relative to ``root`` (both local or both URIs of one store), ``/``-separated."""
     (_, p), (_, r) = _split(path), _split(root)
     inside = r.rstrip("/") + "/"
-    if p.startswith(inside) and "/./" not in p and "/../" not in p:  # the common case, without relpath's work
-        return p[len(inside):]
+    rest = p[len(inside):] if p.startswith(inside) else ""
+    if rest and not {"", ".", ".."} & set(rest.split("/")):  # already normal: relpath's answer, without its work
+        return rest
     return posixpath.relpath(p, r) if is_remote(path) else os.path.relpath(p, r).replace(os.sep, "/")
 
 
