@@ -306,9 +306,9 @@ def write_shard(batch: Batch, spec: RunSpec) -> Batch:
 
 def write_shards(batch: Batch, spec: RunSpec, shard_rows: int) -> Batch:
     """:func:`write_shard` on each run of at most ``shard_rows`` rows of ``batch``; their summary rows."""
-    n = _count(batch)
-    summaries = [write_shard({k: v[start:start + shard_rows] for k, v in batch.items()}, spec)
-                 for start in range(0, n, max(1, shard_rows))]
+    step = max(1, shard_rows)
+    summaries = [write_shard({k: v[start:start + step] for k, v in batch.items()}, spec)
+                 for start in range(0, _count(batch), step)]
     return {k: np.concatenate([s[k] for s in summaries]) for k in summaries[0]} if summaries else \
         {"shard": np.array([], dtype=object), "rows": np.array([], dtype=np.int64),
          "ok": np.array([], dtype=np.int64), "failed": np.array([], dtype=np.int64)}
