@@ -40,6 +40,9 @@ import signclip  # noqa: E402
 from signclip.io import sample_data  # noqa: E402
 from signclip.pose.features import pose_features  # noqa: E402
 
+sys.path.insert(0, str(Path(__file__).parent))
+from ray_workers import WorkerStarts  # noqa: E402
+
 POSES = [*sample_data.LABELLED_POSES, "poses/refined-face-553.pose"]
 
 
@@ -113,43 +116,6 @@ def steady_rate(output: str, started: float) -> tuple[float, float]:
     if len(shards) < 2:
         return float("nan"), float("nan")
     return sum(rows for _, rows in shards[1:]) / (shards[-1][0] - shards[0][0]), shards[0][0] - started
-
-
-class WorkerStarts:
-    """Ray worker processes started while it runs, seen in ``/proc`` (Linux) every 20 ms: a pool that ends idle
-    workers and starts new ones shows up here as starts after the first shard."""
-
-    def __init__(self) -> None:
-        import threading
-
-        self.started: list[float] = []
-        self._seen = set(self._pids())
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._watch, daemon=True)
-        self._thread.start()
-
-    @staticmethod
-    def _pids() -> list[str]:
-        return [p for p in os.listdir("/proc") if p.isdigit()] if os.path.isdir("/proc") else []
-
-    def _watch(self) -> None:
-        while not self._stop.wait(0.02):
-            for pid in self._pids():
-                if pid in self._seen:
-                    continue
-                self._seen.add(pid)
-                try:
-                    with open(f"/proc/{pid}/cmdline", "rb") as f:
-                        command = f.read().replace(b"\0", b" ").decode(errors="replace")
-                except OSError:
-                    continue
-                if "default_worker.py" in command or command.startswith("ray::"):
-                    self.started.append(time.time())
-
-    def stop(self) -> list[float]:
-        self._stop.set()
-        self._thread.join()
-        return self.started
 
 
 def stage_rates(clips: list[Path], model_dir: str, precision: str, n: int = 2000) -> dict[str, float]:
