@@ -1,6 +1,6 @@
 """The ``signclip`` command: one subcommand per job, each also runnable as ``python -m signclip.jobs.<name>``.
 
-    signclip import-checkpoint checkpoint_best.pt --bert bert-base-cased/ --out models/e7.2
+    signclip import-checkpoint checkpoint_best.pt --bert bert-base-cased/ --output models/e7.2
     signclip extract --input videos/ --output poses/
     signclip embed --model models/e7.2 --input poses/ --output embeddings/
 """
@@ -28,11 +28,14 @@ COMMANDS: dict[str, tuple[str, str]] = {
 
 
 def import_checkpoint(argv: list[str] | None = None) -> int:
+    from signclip.jobs import contract
+
     parser = argparse.ArgumentParser(prog="signclip import-checkpoint", description=COMMANDS["import-checkpoint"][1])
     parser.add_argument("checkpoint", help="the released checkpoint_best.pt")
     parser.add_argument("--bert", required=True, help="directory of the BERT it was built from (config.json, vocab.txt)")
-    parser.add_argument("--out", required=True, help="directory to write the native model to")
+    contract.add_output(parser, help="directory to write the native model to", old="--out")
     args = parser.parse_args(argv)
+    contract.check_output(parser, args)
     from signclip.model.checkpoint import CheckpointError
     from signclip.model.fairseq import from_fairseq
 
@@ -41,9 +44,9 @@ def import_checkpoint(argv: list[str] | None = None) -> int:
     except (CheckpointError, FileNotFoundError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
-    model.save(args.out)
+    model.save(args.output)
     n = sum(p.numel() for p in model.parameters())
-    print(f"wrote {args.out}: {model.cfg.feature_set}, {model.cfg.video.num_layers}+{model.cfg.text.num_layers} "
+    print(f"wrote {args.output}: {model.cfg.feature_set}, {model.cfg.video.num_layers}+{model.cfg.text.num_layers} "
           f"layers, hidden {model.cfg.embedding_dim}, {n / 1e6:.1f}M parameters")
     return 0
 

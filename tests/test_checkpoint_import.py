@@ -127,3 +127,23 @@ def test_fp16_weights_become_float32(tmp_path, poses_dir):
     assert tensors and all(t.dtype == torch.float32 for t in tensors)
     assert model.embed_texts(["house"]).dtype == np.float32
     assert model.embed_poses([str(poses_dir / "library.pose")]).dtype == np.float32
+
+
+def test_the_import_command_writes_a_loadable_model_and_refuses_a_broken_checkpoint(tmp_path, capsys, caplog):
+    from signclip.cli import import_checkpoint
+    from signclip.model.factory import load
+
+    ckpt, bert = make_fairseq_checkpoint(tmp_path)
+    assert import_checkpoint([str(ckpt), "--bert", str(bert), "--output", str(tmp_path / "native")]) == 0
+    assert f"wrote {tmp_path / 'native'}" in capsys.readouterr().out
+    assert load(str(tmp_path / "native")).cfg.embedding_dim == _load(ckpt, bert).cfg.embedding_dim
+    with caplog.at_level("WARNING"):  # the old spelling still works
+        assert import_checkpoint([str(ckpt), "--bert", str(bert), "--out", str(tmp_path / "old")]) == 0
+    assert (tmp_path / "old" / "config.json").is_file() and "--out is deprecated: use --output" in caplog.text
+    (tmp_path / "broken.pt").write_bytes(b"not a checkpoint")
+    assert import_checkpoint([str(tmp_path / "broken.pt"), "--bert", str(bert), "--output", str(tmp_path / "b")]) == 2
+    assert capsys.readouterr().err.startswith(f"error: {tmp_path / 'broken.pt'}")
+    assert not (tmp_path / "b").exists()
+    with pytest.raises(SystemExit) as usage:  # no output directory under either name
+        import_checkpoint([str(ckpt), "--bert", str(bert)])
+    assert usage.value.code == 2 and "--output" in capsys.readouterr().err

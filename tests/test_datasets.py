@@ -507,7 +507,7 @@ def test_asl_signs(tmp_path, originals):
 def test_manifest_job_end_to_end(tmp_path, poses_dir, capsys):
     root = asl_citizen_layout(tmp_path / "aslc", poses_dir)
     out = tmp_path / "manifests"
-    assert manifest_job.main(["asl_citizen", "--root", str(root), "--out", str(out), "--clean-glosses",
+    assert manifest_job.main(["asl_citizen", "--root", str(root), "--output", str(out), "--clean-glosses",
                               "--csv"]) == 0
     printed = capsys.readouterr().out
     assert "train" in printed and "missing.csv" in printed
@@ -531,7 +531,7 @@ def test_manifest_job_end_to_end(tmp_path, poses_dir, capsys):
     from signclip.cli import main as cli_main
     assert COMMANDS["manifest"][0] == "signclip.jobs.manifest"
     assert cli_main(["manifest", "wlasl", "--root", str(wlasl_layout(tmp_path / "wlasl", poses_dir)),
-                     "--out", str(tmp_path / "wl"), "--set", "subset=1"]) == 0
+                     "--output", str(tmp_path / "wl"), "--set", "subset=1"]) == 0
     wl = pd.read_parquet(tmp_path / "wl" / "val.parquet")
     assert wl[["start_frame", "end_frame"]].values.tolist() == [[4, 40]]
 
@@ -539,7 +539,7 @@ def test_manifest_job_end_to_end(tmp_path, poses_dir, capsys):
 def test_manifest_job_converts_google_parquet(tmp_path, originals, capsys):
     root = asl_signs_layout(tmp_path / "asl-signs", originals)
     out, poses = tmp_path / "manifests", tmp_path / "poses"
-    argv = ["asl_signs", "--root", str(root), "--out", str(out), "--write-poses", str(poses),
+    argv = ["asl_signs", "--root", str(root), "--output", str(out), "--write-poses", str(poses),
             "--val-fraction", "0", "--test-fraction", "0"]
     assert manifest_job.main(argv) == 0
     train = pd.read_parquet(out / "train.parquet")
@@ -553,13 +553,13 @@ def test_manifest_job_converts_google_parquet(tmp_path, originals, capsys):
 
 
 @pytest.mark.parametrize("argv, message", [
-    (["how2sign", "--root", "{root}", "--out", "{out}"], "unknown dataset 'how2sign'"),
-    (["asl_citizen", "--root", "{root}/nowhere", "--out", "{out}"], "does not exist"),
-    (["asl_citizen", "--root", "{root}", "--out", "{out}", "--val-fraction", "0.1"],
+    (["how2sign", "--root", "{root}", "--output", "{out}"], "unknown dataset 'how2sign'"),
+    (["asl_citizen", "--root", "{root}/nowhere", "--output", "{out}"], "does not exist"),
+    (["asl_citizen", "--root", "{root}", "--output", "{out}", "--val-fraction", "0.1"],
      "--val-fraction does not apply"),
-    (["asl_citizen", "--root", "{root}", "--out", "{out}", "--set", "colour=blue"], "--set colour: no such option"),
-    (["wlasl", "--root", "{root}", "--out", "{out}", "--write-poses", "{out}/p"], "applies to asl_signs"),
-    (["wlasl", "--root", "{root}", "--out", "{out}"], "no WLASL_v"),
+    (["asl_citizen", "--root", "{root}", "--output", "{out}", "--set", "colour=blue"], "--set colour: no such option"),
+    (["wlasl", "--root", "{root}", "--output", "{out}", "--write-poses", "{out}/p"], "applies to asl_signs"),
+    (["wlasl", "--root", "{root}", "--output", "{out}"], "no WLASL_v"),
 ])
 def test_manifest_job_refuses_bad_input(tmp_path, poses_dir, capsys, argv, message):
     root = asl_citizen_layout(tmp_path / "aslc", poses_dir)
@@ -574,10 +574,10 @@ def test_manifest_job_refuses_datasets_without_clips(tmp_path, capsys):
     header = "Participant ID,Video file,Gloss,ASL-LEX Code\n"
     write(root / "splits" / "train.csv", header)
     (root / "poses").mkdir()
-    assert manifest_job.main(["asl_citizen", "--root", str(root), "--out", str(tmp_path / "o")]) == 2
+    assert manifest_job.main(["asl_citizen", "--root", str(root), "--output", str(tmp_path / "o")]) == 2
     assert "no clips" in capsys.readouterr().err
     write(root / "splits" / "train.csv", header + "P1,a-HOUSE.mp4,HOUSE,C\n")
-    assert manifest_job.main(["asl_citizen", "--root", str(root), "--out", str(tmp_path / "o")]) == 2
+    assert manifest_job.main(["asl_citizen", "--root", str(root), "--output", str(tmp_path / "o")]) == 2
     assert "none of the 1 pose files" in capsys.readouterr().err
 
 

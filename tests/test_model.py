@@ -243,9 +243,9 @@ def test_towers_start_from_a_local_bert(tmp_path):
 def test_recipes_fill_training_defaults():
     from signclip.jobs.train import parse_args
 
-    args = parse_args(["--train", "t.csv", "--val", "v.csv", "--out", "r", "--recipe", "fingerclip"])
+    args = parse_args(["--train", "t.csv", "--val", "v.csv", "--output", "r", "--recipe", "fingerclip"])
     assert args.feature_set == "right_hand" and args.unique_texts and args.rotation_std == 0.2
     assert args.prompt_template == "Fingerspell the letter {gloss} in {language}."
-    args = parse_args(["--train", "t.csv", "--val", "v.csv", "--out", "r", "--recipe", "islr-v0",
+    args = parse_args(["--train", "t.csv", "--val", "v.csv", "--output", "r", "--recipe", "islr-v0",
                        "--batch-size", "8"])
     assert args.feature_set == "islr_face" and args.batch_size == 8 and args.temporal_std == 0.0

@@ -49,7 +49,7 @@ def test_recipe_prompt_sentences_apply_to_clips_given_by_gloss():
 def test_train_refuses_a_bad_prompt_template(tmp_path, poses_dir, capsys):
     rows = manifest_csv(tmp_path / "m.csv", [{"path": str(poses_dir / "library.pose"), "gloss": "library",
                                               "sign_language": "ase"}])
-    assert train.main(["--train", str(rows), "--val", str(rows), "--out", str(tmp_path / "run"),
+    assert train.main(["--train", str(rows), "--val", str(rows), "--output", str(tmp_path / "run"),
                        "--prompt-template", "Sign {word}."]) == 2
     assert "row 0: prompt template 'Sign {word}.'" in capsys.readouterr().err
 
@@ -101,7 +101,7 @@ def test_a_recipe_trains_and_evaluates_on_real_poses(ray_local, poses_dir, tmp_p
     test_csv = manifest_csv(tmp_path / "test.csv", _rows(poses_dir, tmp_path, "test", 2, language, glosses))
     run = tmp_path / "run"
     # 8 training clips, batches of 4: two optimiser steps with the recipe's model, features and augmentation
-    assert train.main(["--recipe", name, "--train", str(train_csv), "--val", str(val_csv), "--out", str(run),
+    assert train.main(["--recipe", name, "--train", str(train_csv), "--val", str(val_csv), "--output", str(run),
                        "--epochs", "1", "--batch-size", "4", "--warmup-steps", "1", "--lr", "1e-3",
                        "--workers", "1", "--cpus-per-worker", "1"]) == 0
 

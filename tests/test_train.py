@@ -82,7 +82,7 @@ def test_learns_real_signs(ray_local, sources, tmp_path):
     val_rows = _augmented_copies(sources, tmp_path / "val", copies=2, seed=99)
     run = tmp_path / "run"
     code = train.main(["--train", _manifest(train_rows, tmp_path / "train.csv"),
-                       "--val", _manifest(val_rows, tmp_path / "val.csv"), "--out", str(run),
+                       "--val", _manifest(val_rows, tmp_path / "val.csv"), "--output", str(run),
                        "--preset", "tiny", "--epochs", "8", "--batch-size", "5", "--unique-texts",
                        "--lr", "2e-3", "--warmup-steps", "10", "--rotation-std", "0.1", "--shear-std", "0.1",
                        "--scale-std", "0.1", "--noise-std", "0.005", "--workers", "1", "--cpus-per-worker", "1"])
@@ -101,7 +101,7 @@ def _equivalence_run(sources, tmp_path: Path, workers: int) -> tuple[list[float]
     rows = [(p, g) for p, g in sources.values()] * 2
     run = tmp_path / f"run{workers}"
     code = train.main(["--train", _manifest(rows, tmp_path / "train.csv"), "--val", _manifest(rows[:4], tmp_path / "val.csv"),
-                       "--out", str(run), "--preset", "tiny", "--epochs", "1", "--batch-size", "4", "--lr", "1e-3",
+                       "--output", str(run), "--preset", "tiny", "--epochs", "1", "--batch-size", "4", "--lr", "1e-3",
                        "--warmup-steps", "1", "--dropout", "0", "--temporal-std", "0", "--checkpoint-every", "1",
                        "--workers", str(workers), "--cpus-per-worker", "0.5"])
     assert code == 0
@@ -122,7 +122,7 @@ def test_two_workers_train_like_one(ray_local, sources, tmp_path):
 def _train_args(sources, tmp_path: Path, epochs: int) -> list[str]:
     rows = [(p, g) for p, g in sources.values()] * 4
     return ["--train", _manifest(rows, tmp_path / "train.csv"), "--val", _manifest(rows[:6], tmp_path / "val.csv"),
-            "--out", str(tmp_path / "run"), "--preset", "tiny", "--epochs", str(epochs), "--batch-size", "4",
+            "--output", str(tmp_path / "run"), "--preset", "tiny", "--epochs", str(epochs), "--batch-size", "4",
             "--checkpoint-every", "2", "--workers", "2", "--cpus-per-worker", "0.5", "--max-failures", "2"]
 
 

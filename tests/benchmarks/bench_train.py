@@ -4,7 +4,8 @@
 
 Both runs train the same preset on the same manifest (real poses replicated, E7.2's temporal
 augmentation on) for one epoch each. The rate is the job's own per-epoch samples/s (the featurisation
-stage, forward, backward and the cross-worker gather included; Ray start-up excluded).
+stage, forward, backward and the cross-worker gather included; Ray start-up excluded). It also prints how many
+Ray worker processes each run started (Ray ends idle task workers when the train workers hold most CPUs).
 On a 2-core machine each worker gets 1 core (0.75 CPU of Ray's budget, leaving room for featurisation).
 """
 
@@ -12,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 import tempfile
 from pathlib import Path
 
@@ -21,15 +23,21 @@ import ray
 from signclip.io import sample_data
 from signclip.jobs import train
 
+sys.path.insert(0, str(Path(__file__).parent))
+from ray_workers import WorkerStarts  # noqa: E402
 
-def run(tmp: Path, manifest: str, workers: int, args: argparse.Namespace) -> float:
+
+def run(tmp: Path, manifest: str, workers: int, args: argparse.Namespace) -> tuple[float, int]:
+    """(the epoch's samples/s, Ray worker processes started during the run)."""
     out = tmp / f"run-{workers}"
-    code = train.main(["--train", manifest, "--val", manifest, "--out", str(out), "--preset", args.preset,
+    starts = WorkerStarts()
+    code = train.main(["--train", manifest, "--val", manifest, "--output", str(out), "--preset", args.preset,
                        "--epochs", "1", "--batch-size", str(args.batch_size), "--workers", str(workers),
                        "--cpus-per-worker", str(1.5 / workers), "--data-cpus", "0.25", "--warmup-steps", "10"])
+    started = len(starts.stop())
     assert code == 0
     rows = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
-    return [r for r in rows if "samples_per_s" in r][-1]["samples_per_s"]
+    return [r for r in rows if "samples_per_s" in r][-1]["samples_per_s"], started
 
 
 def main() -> None:
@@ -45,10 +53,10 @@ def main() -> None:
                 for p, g in (items[i % len(items)] for i in range(args.rows))]
         manifest = str(Path(tmp) / "train.csv")
         pd.DataFrame(rows).to_csv(manifest, index=False)
-        one = run(Path(tmp), manifest, 1, args)
-        two = run(Path(tmp), manifest, 2, args)
+        (one, one_starts), (two, two_starts) = run(Path(tmp), manifest, 1, args), run(Path(tmp), manifest, 2, args)
     print(f"preset {args.preset}, global batch {args.batch_size}, {args.rows} samples/epoch")
     print(f"1 worker: {one:.2f} samples/s; 2 workers: {two:.2f} samples/s; scaling {two / one:.2f}x")
+    print(f"Ray worker processes started: {one_starts} (1 worker), {two_starts} (2 workers)")
 
 
 if __name__ == "__main__":
