@@ -1,6 +1,6 @@
 """The paper's training configurations by name: model preset, features, augmentation, batching, prompts.
 
-    signclip train --recipe fingerclip --train train.parquet --val val.parquet --out runs/fingerclip
+    signclip train --recipe fingerclip --train train.parquet --val val.parquet --output runs/fingerclip
 
 A recipe fills the defaults of ``signclip train`` / ``signclip evaluate``; explicit flags still win.
 Our towers start from the bundled all-MiniLM-L6-v2 (offline); the paper's started from bert-base
