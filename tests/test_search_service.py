@@ -68,6 +68,23 @@ def test_search_by_sign_finds_itself_and_its_gloss(client, index, poses_dir, how
     assert {g["label"] for g in reply["glosses"]} <= set(LABELLED.values()) | {QUERY}
 
 
+
+def test_search_answers_are_what_the_published_schema_says(client, poses_dir):
+    """Every field of each answer is declared in ``signclip.api.schema`` (its response models forbid others)."""
+    from pydantic import ValidationError
+
+    from signclip.api import schema
+
+    pose = base64.b64encode((poses_dir / "sad-colin.pose").read_bytes()).decode()
+    schema.IndexList.model_validate(client.get("/v1/indexes", headers=AUTH).json())
+    schema.SearchAnswer.model_validate(client.get("/v1/search", params={"q": QUERY, "k": 2}, headers=AUTH).json())
+    by_sign = client.post("/v1/search", json={"pose": pose, "k": 2}, headers=AUTH).json()
+    assert schema.SearchAnswer.model_validate(by_sign).glosses
+    schema.Skeleton.model_validate(client.get("/v1/skeleton", headers=AUTH).json())
+    schema.Health.model_validate(client.get("/health").json())
+    with pytest.raises(ValidationError, match="extra"):  # a field the schema does not publish
+        schema.SearchAnswer.model_validate({**by_sign, "debug": 1})
+
 def test_a_clips_pose_file_and_nothing_outside_the_index(client, poses_dir):
     r = client.get("/v1/poses/asl/library", headers=AUTH)
     assert r.status_code == 200 and r.content == (poses_dir / "library.pose").read_bytes()

@@ -22,6 +22,7 @@ import numpy as np
 import pytest
 
 import signclip
+from signclip.api import schema
 from signclip.io.model_cache import fingerprint
 from signclip.search.lookup import SignSearch
 from tests.embed_helpers import write_corpus
@@ -207,6 +208,7 @@ def test_uploads_of_pose_files_and_a_video(service, offline, poses, videos_dir):
                    data={"return_pose": "true"}, timeout=120)
     assert r.status_code == 200, r.text
     body = r.json()
+    schema.VideoEmbedding.model_validate(body)
     assert body["frames"] == 9 and body["fps"] == pytest.approx(24.0)
     np.testing.assert_allclose(body["embeddings"], offline.embed_poses([base64.b64decode(body["pose"])]), atol=1e-5)
     # Duration limit (1 s here): test_video.mp4 is 58 frames at 29.92 fps.

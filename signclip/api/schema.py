@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, ConfigDict, Field
 
 Texts = str | list[str]
 Base64Poses = str | list[str]
@@ -79,7 +79,14 @@ class SignRequest(BaseModel):
 
 
 # -- responses --------------------------------------------------------------------------------------------------
-class Embeddings(BaseModel):
+class Response(BaseModel):
+    """Every field a response carries is declared: tests validate real responses against these models, so a field
+    a route sends but this file does not publish fails them."""
+
+    model_config = ConfigDict(extra="forbid")
+
+
+class Embeddings(Response):
     embeddings: list[list[float]] = Field(description="one vector per input, in input order")
 
 
@@ -90,52 +97,52 @@ class VideoEmbedding(Embeddings):
     pose: str | None = Field(None, description="the extracted .pose, base64 (with return_pose)")
 
 
-class OpenAIEmbedding(BaseModel):
+class OpenAIEmbedding(Response):
     object: Literal["embedding"]
     index: int
     embedding: list[float] | str = Field(description="floats, or base64 of little-endian float32")
 
 
-class OpenAIUsage(BaseModel):
+class OpenAIUsage(Response):
     prompt_tokens: int
     total_tokens: int
 
 
-class OpenAIEmbeddingResponse(BaseModel):
+class OpenAIEmbeddingResponse(Response):
     object: Literal["list"]
     data: list[OpenAIEmbedding]
     model: str
     usage: OpenAIUsage
 
 
-class OpenAIModel(BaseModel):
+class OpenAIModel(Response):
     id: str
     object: Literal["model"]
     owned_by: str
 
 
-class OpenAIModelList(BaseModel):
+class OpenAIModelList(Response):
     object: Literal["list"]
     data: list[OpenAIModel]
 
 
-class Scores(BaseModel):
+class Scores(Response):
     scores: list[list[float]] = Field(description="[pose x text] similarities")
     model: str
     similarity: Literal["dot", "cosine"]
 
 
-class Health(BaseModel):
+class Health(Response):
     status: Literal["ok"]
 
 
-class Readiness(BaseModel):
+class Readiness(Response):
     ready: bool
     models: list[str]
     components: dict[str, str] | None = None
 
 
-class ModelDescription(BaseModel):
+class ModelDescription(Response):
     name: str
     preset: str
     embedding_dim: int
@@ -147,7 +154,7 @@ class ModelDescription(BaseModel):
     fingerprint: str
 
 
-class Info(BaseModel):
+class Info(Response):
     models: dict[str, ModelDescription]
     default_model: str
     video: bool
@@ -155,7 +162,7 @@ class Info(BaseModel):
     versions: dict[str, str]
 
 
-class IndexDescription(BaseModel):
+class IndexDescription(Response):
     name: str
     clips: int
     labels: int
@@ -165,12 +172,12 @@ class IndexDescription(BaseModel):
     mode: Literal["exact", "approximate"]
 
 
-class IndexList(BaseModel):
+class IndexList(Response):
     object: Literal["list"]
     data: list[IndexDescription]
 
 
-class SearchHit(BaseModel):
+class SearchHit(Response):
     rank: int
     score: float
     id: str
@@ -180,7 +187,7 @@ class SearchHit(BaseModel):
     pose_url: str = Field(description="where its .pose is, relative to the service's root")
 
 
-class GlossHit(BaseModel):
+class GlossHit(Response):
     rank: int
     score: float
     label: str = Field(description="the gloss, or the text when the index gives one")
@@ -188,25 +195,25 @@ class GlossHit(BaseModel):
     clips: int = Field(description="clips of the index with this label")
 
 
-class SearchAnswer(BaseModel):
+class SearchAnswer(Response):
     index: str
     query: str | None = Field(None, description="the text query (text searches)")
     hits: list[SearchHit]
     glosses: list[GlossHit] = Field(description="the index's best labels for a clip query (empty for text)")
 
 
-class Skeleton(BaseModel):
+class Skeleton(Response):
     limbs: dict[str, list[list[int]]] = Field(description="per component, connections a .pose header lacks")
 
 
-class ErrorDetail(BaseModel):
+class ErrorDetail(Response):
     message: str
     type: str
     code: str
     param: str | None
 
 
-class Error(BaseModel):
+class Error(Response):
     """Every error, whatever the route (OpenAI's shape)."""
 
     error: ErrorDetail
