@@ -176,7 +176,6 @@ def test_blocks_are_as_large_as_a_batch_while_every_worker_gets_several():
     assert block_rows(20_000, videos, 256) == MIN_BLOCK_ROWS  # a block is one extraction actor's work
 
 
-
 def test_the_driver_plans_a_run_without_importing_torch(tmp_path, poses_dir, model_dir):
     """Listing the input and reading the model's spec is the driver's whole share of the model: importing torch
     there cost every run 3 s before its first actor started."""
@@ -218,7 +217,6 @@ def test_stages_isolate_bad_inputs_and_match_the_embedder(tmp_path, poses_dir, m
     failed = table.filter(table.column("status").to_numpy(zero_copy_only=False) == "failed")
     assert failed.column("embedding").null_count == failed.num_rows
     assert sorted(p.stem for p in (tmp_path / "npy").glob("*.npy")) == sorted(set(LABELLED) | {"long"})
-
 
 
 def test_a_cpu_actor_writes_its_batch_as_shards_the_writer_task_would_write(tmp_path, poses_dir, model_dir):

@@ -159,8 +159,7 @@ def test_loading_skips_initialisation_without_changing_what_others_build(tiny, t
     assert out.stdout.split() == ["False", "True"]
     before = {name: getattr(torch.nn.init, name) for name in ("normal_", "kaiming_uniform_", "ones_", "zeros_")}
     expected = signclip.create("tiny", seed=5).state_dict()
-    signclip.load(tmp_path / "m")
-
+    signclip.load(tmp_path / "m")  # between two creates, which must agree
 
     def failing_build(cfg, tokenizer):
         assert torch.nn.init.normal_ is not before["normal_"]  # built without initialisers

@@ -68,7 +68,6 @@ def test_search_by_sign_finds_itself_and_its_gloss(client, index, poses_dir, how
     assert {g["label"] for g in reply["glosses"]} <= set(LABELLED.values()) | {QUERY}
 
 
-
 def test_search_answers_are_what_the_published_schema_says(client, poses_dir):
     """Every field of each answer is declared in ``signclip.api.schema`` (its response models forbid others)."""
     from pydantic import ValidationError
@@ -84,6 +83,7 @@ def test_search_answers_are_what_the_published_schema_says(client, poses_dir):
     schema.Health.model_validate(client.get("/health").json())
     with pytest.raises(ValidationError, match="extra"):  # a field the schema does not publish
         schema.SearchAnswer.model_validate({**by_sign, "debug": 1})
+
 
 def test_a_clips_pose_file_and_nothing_outside_the_index(client, poses_dir):
     r = client.get("/v1/poses/asl/library", headers=AUTH)
