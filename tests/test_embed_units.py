@@ -59,6 +59,23 @@ def test_manifest_resolves_relative_paths_and_carries_labels(tmp_path, poses_dir
     assert (b.id, b.kind, b.gloss) == ("lib", "pose", "library")
 
 
+def test_manifests_name_their_clips_in_the_column_the_other_jobs_write(tmp_path, poses_dir):
+    library = str(poses_dir / "library.pose")
+    # `signclip manifest` writes `pose`, the jobs' output manifests `pose_path` (beside the videos' path)
+    dataset = manifest_csv(tmp_path / "dataset.csv", [{"id": "lib", "pose": library, "gloss": "library"}])
+    assert [(i.id, i.source) for i in embed_items.list_items(str(dataset))] == [("lib", library)]
+    extracted = manifest_csv(tmp_path / "extracted.csv", [{"id": "lib", "path": "video.mp4", "pose_path": library}])
+    assert [i.source for i in embed_items.list_items(str(extracted))] == [library]
+    assert [i.source for i in embed_items.list_items(str(extracted), path_column="path")] == \
+        [str(tmp_path / "video.mp4")]
+    unnamed = manifest_csv(tmp_path / "unnamed.csv", [{"id": "lib", "file": library}])
+    with pytest.raises(InputError, match=r"unnamed\.csv: no column of clip paths: expected one of pose, pose_path, "
+                                         r"path or the one named by --path-column \(columns: \['id', 'file'\]\)"):
+        embed_items.list_items(str(unnamed))
+    with pytest.raises(InputError, match=r"dataset\.csv: no 'clip' column"):
+        embed_items.list_items(str(dataset), path_column="clip")
+
+
 def test_prompts_from_file_collapse_duplicates(tmp_path):
     f = tmp_path / "prompts.txt"
     f.write_text("<en> <ase> house\n\n  <en> <ase> sad  \n<en> <ase> house\n")

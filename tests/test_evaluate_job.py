@@ -27,13 +27,13 @@ SHOTS = (1, 2)
 def evaluated(ray_local, poses_dir, tmp_path_factory) -> dict:
     work = tmp_path_factory.mktemp("evaluate")
     model_dir = tiny_model(work / "tiny")
-    rows = []
+    rows = []  # in the columns `signclip manifest` writes (`pose`, `sign_language`), as the README's recipe runs
     for seed, (name, gloss) in enumerate(LABELLED.items()):
         for path in warped_copies(poses_dir / f"{name}.pose", work / "clips", 3, seed):
-            rows.append({"id": path.stem, "path": str(path), "gloss": gloss, "split": "test",
-                         "language": "bfi" if gloss == "library" else "ase"})
-    rows.append({"id": "train-only", "path": str(poses_dir / "sad-colin.pose"), "gloss": "sad", "language": "ase",
-                 "split": "train"})
+            rows.append({"id": path.stem, "pose": str(path), "gloss": gloss, "split": "test",
+                         "sign_language": "bfi" if gloss == "library" else "ase"})
+    rows.append({"id": "train-only", "pose": str(poses_dir / "sad-colin.pose"), "gloss": "sad",
+                 "sign_language": "ase", "split": "train"})
     out = work / "eval"
     rc = evaluate.main(["--model", str(model_dir), "--manifest", str(manifest_csv(work / "clips.csv", rows)),
                         "--output", str(out), "--flip", "--split", "test", "--shots", ",".join(map(str, SHOTS))])

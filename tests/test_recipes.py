@@ -51,7 +51,7 @@ def test_train_refuses_a_bad_prompt_template(tmp_path, poses_dir, capsys):
                                               "sign_language": "ase"}])
     assert train.main(["--train", str(rows), "--val", str(rows), "--output", str(tmp_path / "run"),
                        "--prompt-template", "Sign {word}."]) == 2
-    assert "row 0: prompt template 'Sign {word}.'" in capsys.readouterr().err
+    assert "row 1: prompt template 'Sign {word}.'" in capsys.readouterr().err
 
 
 def test_evaluate_refuses_a_bad_prompt_template(tmp_path, capsys):

@@ -87,16 +87,20 @@ def from_files(pattern: str) -> list[Item]:
     return _unique(items, pattern)
 
 
-def from_manifest(path: str, path_column: str = "path", id_column: str = "id",
+def from_manifest(path: str, path_column: str | None = None, id_column: str = "id",
                   text_column: str | None = None) -> list[Item]:
-    """Items from a manifest: files from ``path_column``, or prompts from ``text_column`` when given."""
+    """Items from a manifest: prompts from ``text_column`` when given, else files from ``path_column``
+    (default: the first of :data:`~signclip.io.manifests.CLIP_COLUMNS` the manifest has)."""
     table = manifests.read_manifest(path)
     columns = list(table.columns)
-    column = text_column or path_column
-    if column not in columns:
-        raise InputError(f"{path}: no {column!r} column (columns: {columns})")
+    if text_column and text_column not in columns:
+        raise InputError(f"{path}: no {text_column!r} column (columns: {columns})")
+    try:
+        column = text_column or manifests.clip_column(columns, path, path_column)
+    except ValueError as e:
+        raise InputError(str(e)) from None
 
-    def cell(row, name: str) -> str:
+    def cell(row: dict, name: str) -> str:
         value = row.get(name, "")
         return "" if value is None or (isinstance(value, float) and value != value) else str(value).strip()
 
@@ -115,9 +119,9 @@ def from_manifest(path: str, path_column: str = "path", id_column: str = "id",
             item_id = cell(row, id_column) or text_id(prompt)
             items.append(Item(id=_check_id(item_id, where), kind="text", source=f"{path}:{i + 2}", **meta))
             continue
-        file = cell(row, path_column)
+        file = cell(row, column)
         if not file:
-            raise InputError(f"{where}: empty {path_column!r}")
+            raise InputError(f"{where}: empty {column!r}")
         file = manifests.resolve(file, path)
         item_id = cell(row, id_column)
         if not item_id:
@@ -136,7 +140,7 @@ def from_text_file(path: str) -> list[Item]:
     return _unique(items, path)
 
 
-def list_items(input_path: str | None = None, texts: str | None = None, path_column: str = "path",
+def list_items(input_path: str | None = None, texts: str | None = None, path_column: str | None = None,
                id_column: str = "id", text_column: str | None = None) -> list[Item]:
     """Every item of a run (files and/or prompts). Raises ``InputError`` when there is none."""
     if input_path is None and texts is None:

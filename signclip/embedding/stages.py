@@ -300,8 +300,14 @@ def write_shard(batch: Batch, spec: RunSpec) -> Batch:
     name = hashlib.sha1("\n".join(sorted(map(str, batch["id"]))).encode()).hexdigest()[:12]
     path = embedding_store.write_shard(table, spec.output, spec.run_id, name)
     n_ok = int(sum(s == OK for s in table.column("status").to_pylist()))
-    return {"shard": np.array([path], dtype=object), "rows": np.array([table.num_rows]),
-            "ok": np.array([n_ok]), "failed": np.array([table.num_rows - n_ok])}
+    return _summary([path], [table.num_rows], [n_ok])
+
+
+def _summary(shards: list[str], rows: list[int], ok: list[int]) -> Batch:
+    """The summary rows the job reads back: one per shard written."""
+    rows_ = np.array(rows, dtype=np.int64)
+    ok_ = np.array(ok, dtype=np.int64)
+    return {"shard": np.array(shards, dtype=object), "rows": rows_, "ok": ok_, "failed": rows_ - ok_}
 
 
 def write_shards(batch: Batch, spec: RunSpec, shard_rows: int) -> Batch:
@@ -309,9 +315,9 @@ def write_shards(batch: Batch, spec: RunSpec, shard_rows: int) -> Batch:
     step = max(1, shard_rows)
     summaries = [write_shard({k: v[start:start + step] for k, v in batch.items()}, spec)
                  for start in range(0, _count(batch), step)]
-    return {k: np.concatenate([s[k] for s in summaries]) for k in summaries[0]} if summaries else \
-        {"shard": np.array([], dtype=object), "rows": np.array([], dtype=np.int64),
-         "ok": np.array([], dtype=np.int64), "failed": np.array([], dtype=np.int64)}
+    if not summaries:
+        return _summary([], [], [])
+    return {k: np.concatenate([s[k] for s in summaries]) for k in summaries[0]}
 
 
 def lost_rows(items: list, spec: RunSpec, attempts: int) -> Batch:

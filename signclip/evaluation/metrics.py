@@ -211,7 +211,7 @@ def split_shots(labels: Sequence, k: int, seed: int = 0) -> tuple[np.ndarray, np
     return np.sort(np.concatenate(shots)), np.sort(np.concatenate(queries))
 
 
-def prototype_accuracy(shot_emb, shot_labels, query_emb, query_labels) -> float:
+def prototype_accuracy(shot_emb: np.ndarray, shot_labels: Sequence, query_emb: np.ndarray, query_labels: Sequence) -> float:
     """Accuracy of classifying queries by the highest dot product with class means of the shots."""
     shot_emb, query_emb, query_labels, classes, shot_class = _few_shot_inputs(
         shot_emb, shot_labels, query_emb, query_labels)
@@ -222,7 +222,8 @@ def prototype_accuracy(shot_emb, shot_labels, query_emb, query_labels) -> float:
     return float(np.mean(pred == query_labels))
 
 
-def knn_accuracy(shot_emb, shot_labels, query_emb, query_labels, k: int = 1) -> float:
+def knn_accuracy(shot_emb: np.ndarray, shot_labels: Sequence, query_emb: np.ndarray, query_labels: Sequence,
+                 k: int = 1) -> float:
     """Accuracy of a k-nearest-neighbour vote over the shots, neighbours by dot product.
 
     The class with most votes wins; a tie in votes goes to the class with the highest summed similarity
@@ -246,7 +247,8 @@ def knn_accuracy(shot_emb, shot_labels, query_emb, query_labels, k: int = 1) -> 
     return float(np.mean(pred == query_labels))
 
 
-def linear_probe_accuracy(shot_emb, shot_labels, query_emb, query_labels, seed: int = 0) -> float:
+def linear_probe_accuracy(shot_emb: np.ndarray, shot_labels: Sequence, query_emb: np.ndarray, query_labels: Sequence,
+                          seed: int = 0) -> float:
     """Accuracy of a scikit-learn logistic regression (default L2, C=1) fitted on the shots."""
     shot_emb, query_emb, query_labels, classes, _ = _few_shot_inputs(
         shot_emb, shot_labels, query_emb, query_labels)
@@ -259,7 +261,7 @@ def linear_probe_accuracy(shot_emb, shot_labels, query_emb, query_labels, seed: 
     return float(np.mean(clf.predict(query_emb) == query_labels))
 
 
-def few_shot_report(emb, labels, shots: Sequence[int] = (1, 5, 10, 100), seed: int = 0,
+def few_shot_report(emb: np.ndarray, labels: Sequence, shots: Sequence[int] = (1, 5, 10, 100), seed: int = 0,
                     knn_k: int = 1) -> dict[str, float]:
     """Prototype, kNN (``knn_k`` neighbours) and linear-probe accuracy for each shot count in ``shots``.
 

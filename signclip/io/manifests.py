@@ -27,6 +27,9 @@ log = logging.getLogger(__name__)
 PARQUET_SUFFIXES = (".parquet", ".pq")
 CSV_SUFFIXES = (".csv",)
 MANIFEST_SUFFIXES = PARQUET_SUFFIXES + CSV_SUFFIXES
+# where a manifest names its clips, in the order tried: the dataset adapters write `pose`, the jobs' output
+# manifests `pose_path`, a hand-written manifest often `path`
+CLIP_COLUMNS = ("pose", "pose_path", "path")
 
 
 def is_manifest(path: str) -> bool:
@@ -46,6 +49,20 @@ def read_manifest(path: str) -> pd.DataFrame:
     if lower.endswith(CSV_SUFFIXES):
         return pd.read_csv(io.BytesIO(data), dtype=str, keep_default_na=False)
     raise ValueError(f"{path}: a manifest must be .parquet, .pq or .csv")
+
+
+def clip_column(columns: Sequence[str], manifest_path: str, given: str | None = None) -> str:
+    """The column of ``columns`` that holds the clips' paths: ``given``, else the first of
+    :data:`CLIP_COLUMNS` present. Raises ``ValueError`` naming the manifest when there is none."""
+    if given is not None:
+        if given not in columns:
+            raise ValueError(f"{manifest_path}: no {given!r} column (columns: {list(columns)})")
+        return given
+    for name in CLIP_COLUMNS:
+        if name in columns:
+            return name
+    raise ValueError(f"{manifest_path}: no column of clip paths: expected one of {', '.join(CLIP_COLUMNS)} "
+                     f"or the one named by --path-column (columns: {list(columns)})")
 
 
 def resolve(path: str, manifest_path: str) -> str:

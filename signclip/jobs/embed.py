@@ -28,6 +28,7 @@ import sys
 import time
 import uuid
 from dataclasses import asdict, dataclass, fields, replace
+from typing import TYPE_CHECKING
 
 from signclip.embedding.items import InputError, Item, list_items
 from signclip.embedding.resources import MIN_BLOCK_ROWS, TASK_MEMORY, StageResources, actor_memory, block_rows, plan
@@ -50,6 +51,9 @@ from signclip.jobs.ray_data import (
     until_lost,
 )
 
+if TYPE_CHECKING:
+    from ray.data import Dataset
+
 log = logging.getLogger("signclip.jobs.embed")
 
 
@@ -61,7 +65,7 @@ class EmbedOptions:
     output: str  # embedding directory (local or s3://), created if absent
     input: str | None = None  # .pose / video file, folder, glob, or manifest (.parquet / .csv)
     texts: str | None = None  # text file with one prompt per line
-    path_column: str = "path"  # manifest column with the file paths
+    path_column: str | None = None  # manifest column with the file paths (None: pose, pose_path or path)
     id_column: str = "id"  # manifest column with the item ids (optional)
     text_column: str | None = None  # embed this manifest column's prompts instead of files
     npy_dir: str | None = None  # also write one .npy, float32 (E,), per item here
@@ -154,7 +158,7 @@ def _resources(opts: EmbedOptions, items: list[Item]) -> StageResources:
     return replace(res, block_rows=opts.rows_per_block or block_rows(len(items), res, opts.batch_size))
 
 
-def build_pipeline(items: list[Item], spec: RunSpec, res: StageResources, opts: EmbedOptions):
+def build_pipeline(items: list[Item], spec: RunSpec, res: StageResources, opts: EmbedOptions) -> Dataset:
     """The Ray Data pipeline: items -> (videos -> poses) -> features -> embeddings -> one row per shard."""
     import ray
 
@@ -168,15 +172,15 @@ def build_pipeline(items: list[Item], spec: RunSpec, res: StageResources, opts: 
         ds = ds.map_batches(featurize, fn_kwargs={"spec": spec}, batch_size=res.block_rows,
                             batch_format="numpy", num_cpus=res.feature_cpus, memory=TASK_MEMORY,
                             compute=ray.data.TaskPoolStrategy(size=res.feature_tasks))
-    # with no writer tasks (on CPU) the actors write their batches' shards themselves
+    actors_write = not res.writer_tasks  # on CPU the actors write their batches' shards themselves
     ds = map_with_actors(ds, EmbedActor, fn_constructor_kwargs={"spec": spec, "device": res.device,
                                                                 "threads": res.threads,
-                                                                "shard_rows": None if res.writer_tasks else
-                                                                opts.shard_rows},
+                                                                "shard_rows": opts.shard_rows if actors_write
+                                                                else None},
                          compute=ray.data.ActorPoolStrategy(min_size=res.min_actors, max_size=res.actors),
                          batch_size=opts.batch_size, batch_format="numpy", num_cpus=res.actor_cpus,
                          num_gpus=res.actor_gpus or None, memory=actor_memory(spec.weights_bytes))
-    if not res.writer_tasks:
+    if actors_write:
         return ds
     return ds.map_batches(write_shard, fn_kwargs={"spec": spec}, batch_size=opts.shard_rows,
                           batch_format="numpy", num_cpus=res.writer_cpus, memory=TASK_MEMORY,
@@ -288,7 +292,8 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--input", help=".pose/video file, folder, glob, or manifest (.parquet/.csv); local or s3://")
     p.add_argument("--texts", help="text file with one prompt per line (embeds texts)")
     contract.add_output(p, help="embedding directory (local or s3://)")
-    p.add_argument("--path-column", default="path", help="manifest column of file paths (default: path)")
+    p.add_argument("--path-column", help="manifest column of file paths (default: the first of "
+                   f"{', '.join(manifests.CLIP_COLUMNS)} it has)")
     p.add_argument("--id-column", default="id", help="manifest column of ids (default: id)")
     p.add_argument("--text-column", help="embed the prompts of this manifest column instead of files")
     p.add_argument("--npy-dir", help="also write one .npy of shape (E,) per item here")

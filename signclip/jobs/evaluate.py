@@ -75,7 +75,7 @@ def parser() -> argparse.ArgumentParser:
     embed.add_argument("--long-clips", choices=("truncate", "window"), default="truncate")
     embed.add_argument("--precision", choices=("fp32", "bf16"), default="fp32")
     embed.add_argument("--actors", type=int, help="embedding actors (default: as `signclip embed`)")
-    embed.add_argument("--path-column", default="path")
+    embed.add_argument("--path-column", help="manifest column of clip paths (default: as `signclip embed`)")
     embed.add_argument("--id-column", default="id")
     contract.add_address(embed, old="--ray-address")
     return p

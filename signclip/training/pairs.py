@@ -10,10 +10,8 @@ from __future__ import annotations
 
 import pandas as pd
 
-from signclip.io.manifests import read_manifest, resolve
+from signclip.io.manifests import clip_column, read_manifest, resolve
 from signclip.model.prompts import gloss_prompt
-
-PATH_COLUMNS = ("pose", "pose_path", "path")
 
 
 def read_pairs(manifest: str, split: str | None = None, prompt_template: str | None = None) -> pd.DataFrame:
@@ -25,10 +23,8 @@ def read_pairs(manifest: str, split: str | None = None, prompt_template: str | N
     Raises ``ValueError`` naming the manifest and the problem (missing columns, bad language codes
     with the row number, no rows for ``split``).
     """
-    df = read_manifest(manifest)
-    path_column = next((c for c in PATH_COLUMNS if c in df.columns), None)
-    if path_column is None:
-        raise ValueError(f"{manifest}: no pose path column (one of {', '.join(PATH_COLUMNS)})")
+    df = read_manifest(manifest).reset_index(drop=True)
+    path_column = clip_column(list(df.columns), manifest)
     if "text" not in df.columns and not {"gloss", "sign_language"} <= set(df.columns):
         raise ValueError(f"{manifest}: needs a 'text' column, or 'gloss' and 'sign_language' columns")
     if split is not None and "split" in df.columns:
@@ -41,11 +37,12 @@ def read_pairs(manifest: str, split: str | None = None, prompt_template: str | N
     else:
         spoken = df["spoken_language"] if "spoken_language" in df.columns else pd.Series("en", index=df.index)
         texts = []
-        for row, (gloss, signed, lang) in enumerate(zip(df["gloss"], df["sign_language"], spoken)):
+        # rows counted from 1 in the whole manifest (the index survives the split filter), as the jobs count them
+        for row, gloss, signed, lang in zip(df.index, df["gloss"], df["sign_language"], spoken):
             try:
                 texts.append(gloss_prompt(str(gloss), str(signed), str(lang), prompt_template))
             except ValueError as e:
-                raise ValueError(f"{manifest}: row {row}: {e}") from e
+                raise ValueError(f"{manifest}: row {row + 1}: {e}") from e
         out["text"] = texts
     for column in ("id", "class_id", "split", "gloss", "sign_language"):
         if column in df.columns:
