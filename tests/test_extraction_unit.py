@@ -361,6 +361,18 @@ def test_plan_from_csv_and_parquet_manifests(tmp_path):
         plan(str(tmp_path / "list.csv"), str(tmp_path / "out"), path_column="video")
 
 
+def test_plan_from_a_manifest_with_empty_cells(tmp_path):
+    (tmp_path / "clips").mkdir()
+    for name in ("1.mp4", "2.mp4"):
+        (tmp_path / "clips" / name).write_bytes(b"x")
+    # null ids fall back to the videos' paths (not two videos both named "None"); an empty path is refused
+    pd.DataFrame({"id": [None, None], "path": ["clips/1.mp4", "clips/2.mp4"]}).to_parquet(tmp_path / "ids.parquet")
+    assert [t.id for t in plan(str(tmp_path / "ids.parquet"), str(tmp_path / "out"))] == ["clips/1", "clips/2"]
+    pd.DataFrame({"path": ["clips/1.mp4", ""]}).to_csv(tmp_path / "holes.csv", index=False)
+    with pytest.raises(ValueError, match=r"holes\.csv row 2: empty 'path'"):
+        plan(str(tmp_path / "holes.csv"), str(tmp_path / "out"))
+
+
 def test_plan_and_manifests_on_s3(s3_bucket):
     for name in ("v/a/1.mp4", "v/2.mp4"):
         storage.write_bytes_atomic(f"{s3_bucket}/{name}", b"x")

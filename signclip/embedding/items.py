@@ -101,8 +101,7 @@ def from_manifest(path: str, path_column: str | None = None, id_column: str = "i
         raise InputError(str(e)) from None
 
     def cell(row: dict, name: str) -> str:
-        value = row.get(name, "")
-        return "" if value is None or (isinstance(value, float) and value != value) else str(value).strip()
+        return manifests.text_cell(row.get(name))
 
     items = []
     for i, row in enumerate(table.to_dict("records")):

@@ -211,7 +211,8 @@ def split_shots(labels: Sequence, k: int, seed: int = 0) -> tuple[np.ndarray, np
     return np.sort(np.concatenate(shots)), np.sort(np.concatenate(queries))
 
 
-def prototype_accuracy(shot_emb: np.ndarray, shot_labels: Sequence, query_emb: np.ndarray, query_labels: Sequence) -> float:
+def prototype_accuracy(shot_emb: np.ndarray, shot_labels: Sequence, query_emb: np.ndarray,
+                       query_labels: Sequence) -> float:
     """Accuracy of classifying queries by the highest dot product with class means of the shots."""
     shot_emb, query_emb, query_labels, classes, shot_class = _few_shot_inputs(
         shot_emb, shot_labels, query_emb, query_labels)

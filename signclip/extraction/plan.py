@@ -23,8 +23,15 @@ def list_inputs(source: str, path_column: str = "path",
         table = manifests.read_manifest(source)
         if path_column not in table.columns:
             raise ValueError(f"{source}: no {path_column!r} column (columns: {list(table.columns)})")
-        ids = table[id_column].astype(str).tolist() if id_column in table.columns else [None] * len(table)
-        paths = [manifests.resolve(str(p), source) for p in table[path_column].tolist()]
+        # an empty id falls back to the video's path, as in the embed job
+        ids = [manifests.text_cell(v) or None for v in table[id_column]] if id_column in table.columns \
+            else [None] * len(table)
+        paths = []
+        for row, cell in enumerate(table[path_column].tolist(), start=1):
+            path = manifests.text_cell(cell)
+            if not path:
+                raise ValueError(f"{source} row {row}: empty {path_column!r}")
+            paths.append(manifests.resolve(path, source))
         if not paths:
             return [], source
         base = os.path.dirname(os.path.abspath(source)) if not storage.is_remote(source) else source.rsplit("/", 1)[0]

@@ -65,6 +65,11 @@ def clip_column(columns: Sequence[str], manifest_path: str, given: str | None = 
                      f"or the one named by --path-column (columns: {list(columns)})")
 
 
+def text_cell(value: Any) -> str:
+    """A manifest cell as stripped text; ``""`` for an empty or null one (None, NaN)."""
+    return "" if value is None or (isinstance(value, float) and value != value) else str(value).strip()
+
+
 def resolve(path: str, manifest_path: str) -> str:
     """``path`` as written in a manifest, made absolute: relative paths are relative to the manifest's folder."""
     if storage.is_remote(path) or os.path.isabs(path):
