@@ -147,3 +147,17 @@ def test_the_import_command_writes_a_loadable_model_and_refuses_a_broken_checkpo
     with pytest.raises(SystemExit) as usage:  # no output directory under either name
         import_checkpoint([str(ckpt), "--bert", str(bert)])
     assert usage.value.code == 2 and "--output" in capsys.readouterr().err
+
+
+def test_import_checkpoint_writes_to_object_storage(tmp_path, s3_bucket, monkeypatch):
+    from signclip.cli import import_checkpoint
+    from signclip.model.factory import load
+
+    monkeypatch.chdir(tmp_path)  # where a URL taken for a local path would land, as ./s3:/...
+    ckpt, bert = make_fairseq_checkpoint(tmp_path / "release")
+    assert import_checkpoint([str(ckpt), "--bert", str(bert), "--output", f"{s3_bucket}/models/e7"]) == 0
+    assert not (tmp_path / "s3:").exists()
+    reference = _load(ckpt, bert)
+    model = load(f"{s3_bucket}/models/e7")
+    for name, tensor in reference.state_dict().items():
+        assert torch.equal(model.state_dict()[name], tensor.float()), name

@@ -244,9 +244,7 @@ def train_loop(config: dict[str, Any]) -> None:
             metrics.update(validate(model, val_clips, val_pairs["text"].tolist(), cfg, cfg.global_batch_size))
             if metrics["val_loss"] < progress["best_val_loss"]:
                 progress["best_val_loss"] = metrics["val_loss"]
-                with tempfile.TemporaryDirectory() as tmp:
-                    model.save(tmp)
-                    storage.put_dir(tmp, storage.join(run_dir, "best"))
+                model.save(storage.join(run_dir, "best"))
             log.info("epoch %d: %s", epoch + 1, {k: round(v, 4) for k, v in metrics.items()})
         report(metrics, with_checkpoint=True)
 

@@ -81,13 +81,23 @@ def read_config(location: str | os.PathLike) -> ModelConfig:
 
 
 def save(model: "SignCLIP", directory: str | os.PathLike) -> None:
-    """Write ``model`` in the native format (creates ``directory``)."""
+    """Write ``model`` in the native format to ``directory`` (local, created if absent, or an fsspec URL)."""
+    if model.tokenizer is None:
+        raise ValueError("cannot save a model without a tokenizer")
+    if storage.is_remote(str(directory)):
+        import tempfile
+
+        with tempfile.TemporaryDirectory() as tmp:
+            _save_local(model, Path(tmp))
+            storage.put_dir(tmp, str(directory))
+    else:
+        _save_local(model, Path(directory))
+
+
+def _save_local(model: "SignCLIP", target: Path) -> None:
     import torch
     from safetensors.torch import save_file
 
-    if model.tokenizer is None:
-        raise ValueError("cannot save a model without a tokenizer")
-    target = Path(directory)
     target.mkdir(parents=True, exist_ok=True)
     state = {k: v.detach().to("cpu", torch.float32).contiguous() for k, v in model.state_dict().items()}
     save_file(state, str(target / WEIGHTS), metadata={"format": FORMAT})

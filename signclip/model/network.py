@@ -127,7 +127,7 @@ class SignCLIP(nn.Module):
         return Embedder(self, **options).embed_texts(texts)
 
     def save(self, directory: str) -> None:
-        """Native format: ``model.safetensors`` + ``config.json`` + tokenizer files."""
+        """Native format: ``model.safetensors`` + ``config.json`` + tokenizer files; a local directory or a URL."""
         from signclip.model.checkpoint import save
 
         save(self, directory)
