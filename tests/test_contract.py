@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import subprocess
 import sys
 import textwrap
@@ -27,6 +28,39 @@ def test_every_job_takes_address_and_output_and_the_old_spellings_still_work(cap
     assert train.parse_args(["--train", "t", "--val", "v", "--output", "runs/y"]).output == "runs/y"
     p = manifest.parser()
     assert p.parse_args(["asl_citizen", "--root", "r", "--out", "d"]).output == "d"
+
+
+def _parsers() -> dict:
+    from signclip.jobs import embed, evaluate, extract, search, serve, train
+
+    return {"embed": (lambda a: embed.parser().parse_args(a), ["--model", "m", "--input", "i", "--output", "o"]),
+            "evaluate": (lambda a: evaluate.parser().parse_args(a), ["--embeddings", "e", "--output", "o"]),
+            "extract": (lambda a: extract.build_parser().parse_args(a), ["--input", "i", "--output", "o"]),
+            "search": (lambda a: search.parser().parse_args(a), ["--embeddings", "e", "query"]),
+            "serve": (serve.parse_args, ["--model", "default=m"]),
+            "train": (train.parse_args, ["--train", "t", "--val", "v", "--output", "o"])}
+
+
+@pytest.mark.parametrize("job", ["embed", "evaluate", "extract", "serve", "train"])  # search runs without Ray
+def test_every_ray_job_joins_a_cluster_by_address(job):
+    parse, argv = _parsers()[job]
+    assert parse([*argv, "--address", "ray://head:10001"]).address == "ray://head:10001"
+
+
+@pytest.mark.parametrize("job, flag, value", [("embed", "--attempts", "0"), ("extract", "--attempts", "0"),
+                                              ("embed", "--batch-size", "-4"), ("evaluate", "--knn-k", "0"),
+                                              ("search", "--top", "0"), ("train", "--epochs", "zero"),
+                                              ("train", "--warmup-steps", "-1"), ("serve", "--num-cpus", "0")])
+def test_counts_out_of_range_are_usage_errors_that_name_the_flag(job, flag, value, capsys):
+    parse, argv = _parsers()[job]
+    with pytest.raises(SystemExit) as info:
+        parse([*argv, flag, value])
+    assert info.value.code == contract.EXIT_USAGE
+    assert re.search(rf"argument (-\w/)?{flag}: '{value}': expected", capsys.readouterr().err)
+
+
+def test_count_types_accept_their_least_value():
+    assert (contract.positive_int("1"), contract.count("0"), contract.count("12")) == (1, 0, 12)
 
 
 @pytest.mark.parametrize("argv", [["--train", "t", "--val", "v"], ["--model", "m", "--input", "i"]])

@@ -3,7 +3,8 @@
 - Exit codes: 0 when every item is ok or skipped, 1 when the run finished but some items failed (the manifest
   says which and why), 2 for usage or configuration errors (nothing was run).
 - The same flag names everywhere: ``--address`` (the Ray cluster), ``--output`` (where results go),
-  ``--model``; older spellings (``--ray-address``, ``--out``) still work and say they are deprecated.
+  ``--model``; a job's older spellings (``--ray-address``, ``--out``) still work and say they are deprecated.
+- Counts are checked as they are parsed (:func:`positive_int`, :func:`count`): ``--attempts 0`` is a usage error.
 - From the command line (``python -m signclip.jobs.<name>`` or ``signclip <name>``), Ray's known noise is
   filtered (:mod:`signclip.jobs.ray_noise`).
 """
@@ -42,6 +43,26 @@ class Deprecated(argparse.Action):
         setattr(namespace, self.dest, values)
 
 
+def positive_int(text: str) -> int:
+    """An argparse type: an integer >= 1 (counts of actors, rows, passes, ...)."""
+    return _integer(text, 1, "a positive integer")
+
+
+def count(text: str) -> int:
+    """An argparse type: an integer >= 0 (where 0 means none, or automatic)."""
+    return _integer(text, 0, "an integer >= 0")
+
+
+def _integer(text: str, least: int, expected: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        value = least - 1
+    if value < least:
+        raise argparse.ArgumentTypeError(f"{text!r}: expected {expected}")
+    return value
+
+
 def add_address(parser: argparse.ArgumentParser | Any, old: str | None = None,
                 help: str = "Ray cluster address (default: RAY_ADDRESS, else a local Ray)") -> None:
     """``--address`` (and, if the job had one, its ``old`` spelling as a deprecated alias)."""
@@ -52,12 +73,13 @@ def add_address(parser: argparse.ArgumentParser | Any, old: str | None = None,
 
 def add_output(parser: argparse.ArgumentParser | Any, help: str, old: str | None = None,
                required: bool = True) -> None:
-    """``--output`` (and an ``old`` spelling as a deprecated alias). Required unless the alias is given."""
-    parser.add_argument("--output", help=help, default=None)
+    """``--output`` (and an ``old`` spelling as a deprecated alias). Required unless the alias is given: with an
+    alias, argparse cannot tell, so call :func:`check_output` after parsing."""
+    parser.add_argument("--output", help=help, default=None, required=required and not old)
     if old:
         parser.add_argument(old, dest="output", action=Deprecated, preferred="--output", help=argparse.SUPPRESS)
-    if required:
-        parser.set_defaults(_output_required=True)
+        if required:
+            parser.set_defaults(_output_required=True)
 
 
 def check_output(parser: argparse.ArgumentParser, args: argparse.Namespace) -> None:

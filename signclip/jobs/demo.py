@@ -112,7 +112,7 @@ def main(argv: list[str] | None = None) -> int:
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     contract.add_output(parser, help="run directory (default runs/demo-<time>)", old="--out", required=False)
     parser.add_argument("--preset", default="small", help="model preset to train (default small)")
-    parser.add_argument("--epochs", type=int, default=1)
+    parser.add_argument("--epochs", type=contract.positive_int, default=1)
     parser.add_argument("--port", type=int, default=8765)
     parser.add_argument("--serve", action=argparse.BooleanOptionalAction, default=None,
                         help="keep serving the page until Ctrl-C (default: when run in a terminal)")

@@ -306,25 +306,25 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--anonymized", action="store_true", help="remove appearance before embedding (paper E8.1)")
     p.add_argument("--long-clips", choices=("truncate", "window"), default="truncate",
                    help="clips over the model's frame limit: keep the first frames (reference) or average windows")
-    p.add_argument("--window-stride", type=int, default=128, help="frames between windows (default 128)")
+    p.add_argument("--window-stride", type=contract.positive_int, default=128, help="frames between windows (default 128)")
     p.add_argument("--precision", choices=("fp32", "bf16"), default="fp32", help="inference precision")
-    p.add_argument("--actors", type=int, help="embedding actors (default: one per GPU, else one per CPU, "
+    p.add_argument("--actors", type=contract.positive_int, help="embedding actors (default: one per GPU, else one per CPU, "
                    "at most 8; each holds a copy of the model)")
-    p.add_argument("--min-actors", type=int, help="minimum pool size (default: --actors)")
-    p.add_argument("--threads", type=int, help="torch threads per actor")
+    p.add_argument("--min-actors", type=contract.positive_int, help="minimum pool size (default: --actors)")
+    p.add_argument("--threads", type=contract.positive_int, help="torch threads per actor")
     p.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto", help="default: GPU if present")
-    p.add_argument("--batch-size", type=int, default=256, help="clips per actor call (default 256)")
-    p.add_argument("--max-batch-frames", type=int,
+    p.add_argument("--batch-size", type=contract.positive_int, default=256, help="clips per actor call (default 256)")
+    p.add_argument("--max-batch-frames", type=contract.positive_int,
                    help="clips x frames per forward pass (default: the embedder's for the device, "
                         "signclip.model.embedder.CPU_BATCH_FRAMES / GPU_BATCH_FRAMES)")
-    p.add_argument("--shard-rows", type=int, default=256,
+    p.add_argument("--shard-rows", type=contract.positive_int, default=256,
                    help="rows per output shard (default 256; on CPU at most --batch-size: each embedding actor "
                         "writes its own batches' shards)")
-    p.add_argument("--rows-per-block", type=int,
+    p.add_argument("--rows-per-block", type=contract.positive_int,
                    help="items per input block, the unit of a featurising task (default: as many as an actor's "
                         "batch, at least 16, and 4 blocks per worker)")
     p.add_argument("--retry-failed", action="store_true", help="re-embed ids whose earlier row failed")
-    p.add_argument("--attempts", type=int, default=DEFAULT_ATTEMPTS,
+    p.add_argument("--attempts", type=contract.positive_int, default=DEFAULT_ATTEMPTS,
                    help="passes over items whose worker died (killed, crashed, node lost) before they are failed")
     contract.add_address(p, old="--ray-address")
     return p
@@ -332,9 +332,7 @@ def parser() -> argparse.ArgumentParser:
 
 def options(argv: list[str] | None = None) -> EmbedOptions:
     p = parser()
-    parsed = p.parse_args(argv)
-    contract.check_output(p, parsed)
-    args = vars(parsed)
+    args = vars(p.parse_args(argv))
     known = {f.name for f in fields(EmbedOptions)}
     return EmbedOptions(**{k: v for k, v in args.items() if k in known})
 

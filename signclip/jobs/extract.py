@@ -219,7 +219,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="signclip extract", description=__doc__.split("\n\n")[0],
                                 formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     p.add_argument("--input", required=True, help="video, folder, glob, or Parquet/CSV manifest (local or s3://)")
-    p.add_argument("--output", required=True, help="folder for .pose files and manifest.parquet (local or s3://)")
+    contract.add_output(p, help="folder for .pose files and manifest.parquet (local or s3://)")
     p.add_argument("--overwrite", action="store_true", help="redo videos whose pose already exists")
     p.add_argument("--model-complexity", type=int, default=HolisticConfig.model_complexity, choices=(0, 1, 2),
                    help="Holistic pose model (only 1 is bundled with mediapipe; 0 and 2 need the model file)")
@@ -228,20 +228,20 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--path-column", default=d.path_column, help="manifest column with video paths")
     p.add_argument("--id-column", default=d.id_column, help="manifest column with ids")
     p.add_argument("--cpus-per-actor", type=float, default=d.cpus_per_actor, help="CPUs per extraction actor")
-    p.add_argument("--min-actors", type=int, default=d.min_actors, help="smallest actor pool")
-    p.add_argument("--max-actors", type=int, default=None,
+    p.add_argument("--min-actors", type=contract.positive_int, default=d.min_actors, help="smallest actor pool")
+    p.add_argument("--max-actors", type=contract.positive_int, default=None,
                    help="largest actor pool (unset: as many as the cluster CPUs allow)")
-    p.add_argument("--tasks-per-actor", type=int, default=d.max_tasks_in_flight_per_actor,
+    p.add_argument("--tasks-per-actor", type=contract.positive_int, default=d.max_tasks_in_flight_per_actor,
                    help="videos queued per actor")
-    p.add_argument("--decode-threads", type=int, default=d.decode_threads, help="FFmpeg threads per video (0: auto)")
-    p.add_argument("--decode-ahead", type=int, default=d.decode_ahead,
+    p.add_argument("--decode-threads", type=contract.count, default=d.decode_threads, help="FFmpeg threads per video (0: auto)")
+    p.add_argument("--decode-ahead", type=contract.count, default=d.decode_ahead,
                    help="frames decoded ahead of Holistic in a background thread (0: inline)")
-    p.add_argument("--attempts", type=int, default=d.attempts,
+    p.add_argument("--attempts", type=contract.positive_int, default=d.attempts,
                    help="passes over videos whose worker died (killed, crashed, node lost) before they are failed")
     p.add_argument("--max-task-retries", type=lambda v: int(v) + 1, dest="attempts", action=contract.Deprecated,
                    preferred="--attempts (retries + 1)", help=argparse.SUPPRESS)
     p.add_argument("--no-progress", action="store_true", help="no progress bars")
-    p.add_argument("--address", default=None, help="Ray cluster address (default: start or find a local one)")
+    contract.add_address(p, help="Ray cluster address (default: start or find a local one)")
     p.add_argument("--log-level", default="INFO", help="logging level")
     return p
 

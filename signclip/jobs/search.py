@@ -25,7 +25,7 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("queries", nargs="+", help='prompts, e.g. "<en> <ase> house"')
     p.add_argument("--embeddings", required=True, help="embedding directory written by `signclip embed`")
     p.add_argument("--model", help="model directory (default: the one named in the embeddings)")
-    p.add_argument("-k", "--top", type=int, default=10, help="results per query (default 10)")
+    p.add_argument("-k", "--top", type=contract.positive_int, default=10, help="results per query (default 10)")
     p.add_argument("--device", default="cpu", help="torch device for the query (default cpu)")
     p.add_argument("--json", action="store_true", help="print JSON lines instead of a table")
     return p

@@ -41,14 +41,14 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--app-name", default=None, help="which application of --config (default: the first)")
     parser.add_argument("--host", default=None, help="address to bind (default 127.0.0.1, local only)")
     parser.add_argument("--port", type=int, default=None, help="HTTP port (default 8000)")
-    parser.add_argument("--address", default=None, help="Ray cluster address (default: start a local Ray)")
+    contract.add_address(parser, help="Ray cluster address (default: start a local Ray)")
     parser.add_argument("--proxy-location", choices=("HeadOnly", "EveryNode", "Disabled"), default=None,
                         help="where Serve runs HTTP proxies (default: the config's, else HeadOnly; EveryNode "
                              "behind a load balancer on a real cluster)")
     parser.add_argument("--env", action="append", default=[], metavar="K=V|K|PATTERN",
                         help="environment variable for the replicas on a cluster (as `signclip submit --env`), "
                              "e.g. 'AWS_*' when the nodes have no S3 credentials of their own")
-    parser.add_argument("--num-cpus", type=int, default=None, help="CPUs of the local Ray (default: all)")
+    parser.add_argument("--num-cpus", type=contract.positive_int, default=None, help="CPUs of the local Ray (default: all)")
     parser.add_argument("--layout", choices=LAYOUTS, default=None,
                         help="where the models run: in the HTTP gateway's replicas (combined, the default: no hop "
                              "per request) or in their own text and pose deployments (split: large models on CPUs)")
