@@ -93,6 +93,27 @@ def test_a_clips_pose_file_and_nothing_outside_the_index(client, poses_dir):
         assert r.status_code == 404 and r.json()["error"]["code"] in ("clip_not_found", "not_found"), bad
 
 
+def test_a_clip_whose_pose_file_this_server_cannot_read_is_a_404_that_says_so(index, poses_dir, caplog):
+    from fastapi.testclient import TestClient
+
+    work = index["work"] / "moved"
+    work.mkdir()
+    gone = work / "gone.pose"  # e.g. a path on the embedding run's own disk, seen from another node
+    gone.write_bytes((poses_dir / "library.pose").read_bytes())
+    corpus = write_corpus(work, poses_dir, index["model"], extra={"gone": gone})
+    gone.unlink()
+    settings = ServiceSettings.from_mapping({"models": {"default": str(index["model"])},
+                                            "indexes": {"moved": corpus}, "enable_video": False})
+    moved = TestClient(create_app(LocalBackend(settings), settings, token="s3cret"))
+    with caplog.at_level("WARNING", logger="signclip.api.backend"):
+        r = moved.get("/v1/poses/moved/gone", headers=AUTH)
+    assert r.status_code == 404, r.text
+    error = r.json()["error"]
+    assert error["code"] == "pose_file_unreachable" and "clip 'gone'" in error["message"]
+    assert str(gone) not in error["message"] and str(gone) in caplog.text  # the path is logged, not published
+    assert moved.get("/v1/poses/moved/library", headers=AUTH).status_code == 200
+
+
 @pytest.mark.parametrize("call,status,code", [
     (lambda c: c.get("/v1/search", params={"q": "  "}, headers=AUTH), 400, "empty_query"),
     (lambda c: c.get("/v1/search", params={"q": QUERY, "k": 0}, headers=AUTH), 400, "invalid_value"),

@@ -61,7 +61,7 @@ class Backend(Protocol):
 
     async def search_pose(self, index: str, pose: bytes, k: int) -> SearchResult | Rejected: ...
 
-    async def pose_file(self, index: str, clip_id: str) -> bytes | None: ...
+    async def pose_file(self, index: str, clip_id: str) -> bytes | Rejected | None: ...
 
 
 def load_models(locations: dict[str, str], precision: str = "fp32", device: str | None = None
@@ -177,12 +177,20 @@ def search_pose(search: SignSearch, name: str, pose: bytes, k: int) -> SearchRes
     return SearchResult(name, search.search_clips(vector, k)[0], search.recognize(vector, k)[0])
 
 
-def pose_file(search: SignSearch, clip_id: str) -> bytes | None:
-    """The ``.pose`` bytes of one clip of the index (None for an id it does not hold)."""
+def pose_file(search: SignSearch, clip_id: str) -> bytes | Rejected | None:
+    """The ``.pose`` bytes of one clip of the index (None for an id it does not hold; ``Rejected`` when its file
+    cannot be read here, e.g. a path on the embedding run's own disk, seen from another node)."""
     from signclip.io import storage
 
     path = search.pose_path(clip_id)
-    return None if path is None else storage.read_bytes(path)
+    if path is None:
+        return None
+    try:
+        return storage.read_bytes(path)
+    except OSError as e:
+        log.warning("clip %r: its pose file %s cannot be read here (%s: %s)", clip_id, path, type(e).__name__, e)
+        return Rejected(0, "pose_file_unreachable", f"the pose file of clip {clip_id!r} cannot be read by this "
+                        "server (the index names it by a path this node does not have, or it was removed)")
 
 
 def holistic_runner(options: dict[str, Any] | None = None) -> HolisticRunner:
@@ -260,5 +268,5 @@ class LocalBackend:
     async def search_pose(self, index: str, pose: bytes, k: int) -> SearchResult | Rejected:
         return await asyncio.to_thread(search_pose, self._indexes[index], index, pose, k)
 
-    async def pose_file(self, index: str, clip_id: str) -> bytes | None:
+    async def pose_file(self, index: str, clip_id: str) -> bytes | Rejected | None:
         return await asyncio.to_thread(pose_file, self._indexes[index], clip_id)

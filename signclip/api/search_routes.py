@@ -99,6 +99,8 @@ def add_search_routes(app: FastAPI, calls: Calls, errors: dict) -> None:
         data = await backend.pose_file(name, clip_id)
         if data is None:
             raise ApiError(404, f"index {name!r} has no clip {clip_id!r}", "clip_not_found", "id")
+        if isinstance(data, Rejected):
+            raise ApiError(404, f"index {name!r}: {data.message}", data.code, "id")
         return Response(data, media_type="application/octet-stream")
 
     @app.get("/v1/skeleton", response_model=schema.Skeleton)

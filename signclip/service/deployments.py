@@ -230,5 +230,5 @@ class SearchIndex:
     async def search_pose(self, index: str, pose: bytes, k: int) -> SearchResult | Rejected:
         return await asyncio.to_thread(search_pose, self.indexes[index], index, pose, k)
 
-    async def pose_file(self, index: str, clip_id: str) -> bytes | None:
+    async def pose_file(self, index: str, clip_id: str) -> bytes | Rejected | None:
         return await asyncio.to_thread(pose_file, self.indexes[index], clip_id)

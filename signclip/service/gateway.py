@@ -116,7 +116,7 @@ class ServeBackend:
     async def search_pose(self, index: str, pose: bytes, k: int) -> SearchResult | Rejected:
         return await self._await(self._searching().search_pose.remote(index, pose, k))
 
-    async def pose_file(self, index: str, clip_id: str) -> bytes | None:
+    async def pose_file(self, index: str, clip_id: str) -> bytes | Rejected | None:
         return await self._await(self._searching().pose_file.remote(index, clip_id))
 
 
