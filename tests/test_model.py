@@ -239,6 +239,22 @@ def test_towers_start_from_a_local_bert(tmp_path):
                                small.text_encoder.encoder.layer[1].output.dense.weight)
 
 
+def test_towers_start_from_a_bert_in_object_storage(tmp_path, s3_bucket, monkeypatch):
+    from signclip.io import storage
+
+    # what a training worker on a node without the driver's disk does with --bert s3://...
+    monkeypatch.setenv("SIGNCLIP_CACHE", str(tmp_path / "node-cache"))
+    storage.put_dir(str(minilm_dir()), f"{s3_bucket}/bert/minilm")
+    cfg = signclip.preset("small")
+    cfg.video.num_layers = 2
+    remote = signclip.create(cfg, bert=f"{s3_bucket}/bert/minilm", seed=3)
+    local = signclip.create(cfg, bert=minilm_dir(), seed=3)
+    for name, value in local.state_dict().items():
+        torch.testing.assert_close(remote.state_dict()[name], value, msg=name)
+    assert remote.tokenizer.vocab_size == local.tokenizer.vocab_size
+    assert any((tmp_path / "node-cache" / "models").iterdir())
+
+
 def test_recipes_fill_training_defaults():
     from signclip.jobs.train import parse_args
 

@@ -1,5 +1,5 @@
 """Models named by a URL (``s3://...``, any fsspec URL), fetched by the process that loads them into its own
-node's cache. Nothing here is shared between nodes: each node fetches a model once, whoever asks first.
+node's cache (SignCLIP models, and the BERT directories new models start from). Nothing here is shared between nodes: each node fetches a model once, whoever asks first.
 
 Cache layout under ``$SIGNCLIP_CACHE/models`` (default ``~/.cache/signclip/models``)::
 

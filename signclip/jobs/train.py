@@ -58,7 +58,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     model = p.add_argument_group("model")
     model.add_argument("--preset", default="small", help="preset of a new model (default: small)")
     model.add_argument("--init", help="a native model to fine-tune: a directory or URL (e.g. an imported SignCLIP)")
-    model.add_argument("--bert", help="a local BERT directory to start the towers from (default: the preset's)")
+    model.add_argument("--bert", help="a BERT directory to start the towers from, local or a URL (on a cluster a URL: "
+                       "each worker fetches it; default: the preset's)")
     model.add_argument("--feature-set", help="override the preset's feature set")
     model.add_argument("--video-layers", type=contract.positive_int, help="override the preset's video-tower depth")
     model.add_argument("--prompt-template", help='build prompts from gloss columns with a sentence, e.g. '

@@ -78,14 +78,17 @@ def create(name_or_config: str | ModelConfig = "small", bert: str | os.PathLike 
            seed: int = 0, **overrides) -> SignCLIP:
     """A new model (in eval mode) from a preset.
 
-    ``bert``: a local BERT directory (``config.json``, ``model.safetensors``, ``vocab.txt``) whose weights
-    start the text tower and the first layers of the video tower, and whose vocabulary is the
-    tokenizer's, as the original initialised from bert-base. ``small`` defaults to the bundled
-    all-MiniLM-L6-v2; other presets start random with MiniLM's vocabulary unless ``bert`` is given.
+    ``bert``: a BERT directory (``config.json``, ``model.safetensors``, ``vocab.txt``), local or a URL
+    (fetched into this node's model cache), whose weights start the text tower and the first layers of the
+    video tower, and whose vocabulary is the tokenizer's, as the original initialised from bert-base.
+    ``small`` defaults to the bundled all-MiniLM-L6-v2; other presets start random with MiniLM's vocabulary
+    unless ``bert`` is given.
     """
     cfg = preset(name_or_config, **overrides) if isinstance(name_or_config, str) else name_or_config
     if bert is None and cfg.name == "small":
         bert = minilm_dir()
+    elif bert is not None:
+        bert = model_cache.local_model(os.fspath(bert))
     if bert is not None and not (Path(bert) / WEIGHTS).is_file():
         raise CheckpointError(f"{bert}: no {WEIGHTS} (a BERT to initialise the towers from)")
     tokenizer = Tokenizer(bert or minilm_dir(), cfg.max_text_tokens)
