@@ -7,7 +7,7 @@ import logging
 import pytest
 import ray.exceptions as rex
 
-from signclip.jobs.ray_data import until_lost
+from signclip.jobs.ray_data import in_passes, until_lost
 
 
 def _pass(error: BaseException):
@@ -36,6 +36,39 @@ def test_a_lost_node_behind_ray_datas_own_error_is_recognised():
 def test_any_other_error_ends_the_job():
     with pytest.raises(ValueError, match="a bug"):
         list(until_lost(_pass(ValueError("a bug")), 1, 3))
+
+
+def test_passes_redo_only_what_came_back_without_a_result_and_report_what_never_did(caplog):
+    passes: list[list[int]] = []
+    results: list[str] = []
+
+    def run_pass(left: list[int], attempt: int):
+        passes.append(list(left))
+        for item in left:
+            if item == 3 or (item == 4 and attempt == 1):  # 3 kills its worker every time, 4 only once
+                continue
+            yield f"{item}@{attempt}"
+        if attempt == 1:
+            raise rex.NodeDiedError("node gone")  # a pass cut short still counts what it delivered
+
+    with caplog.at_level(logging.WARNING, logger="signclip.jobs.ray_data"):
+        lost = in_passes([1, 2, 3, 4], 3, run_pass, results.append,
+                         lambda left: [i for i in left if not any(r.startswith(f"{i}@") for r in results)],
+                         ("videos", "extracting"))
+    assert lost == [3]
+    assert passes == [[1, 2, 3, 4], [3, 4], [3]]
+    assert results == ["1@1", "2@1", "4@2"]
+    assert "2 videos were lost with their worker" in caplog.text
+    assert "extracting them again (attempt 2 of 3)" in caplog.text
+    assert "1 videos were lost" in caplog.text and "attempt 3 of 3" in caplog.text
+    assert "attempt 4" not in caplog.text  # no promise of a pass that will not run
+
+
+def test_passes_stop_as_soon_as_nothing_is_left():
+    calls = []
+    lost = in_passes(["a"], 3, lambda left, attempt: calls.append(attempt) or ["done"], lambda r: None,
+                     lambda left: [], ("items", "embedding"))
+    assert (lost, calls) == ([], [1])
 
 
 def test_no_progress_drops_only_ray_datas_notice_that_progress_is_off():

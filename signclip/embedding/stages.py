@@ -24,7 +24,7 @@ import numpy as np
 import pyarrow as pa
 
 from signclip.io import embedding_store, storage
-from signclip.io.status import FAILED, OK
+from signclip.io.status import FAILED, OK, lost_error
 
 log = logging.getLogger(__name__)
 
@@ -325,8 +325,7 @@ def lost_rows(items: list, spec: RunSpec, attempts: int) -> Batch:
     n = len(items)
     rows = [item.as_row() for item in items]
     batch: Batch = {name: np.array([r[name] for r in rows], dtype=object) for name in rows[0]} if rows else {}
-    error = (f"worker process died while embedding this item (killed, crashed, out of memory or its node lost), "
-             f"in each of {attempts} attempt{'s' if attempts > 1 else ''}")
+    error = lost_error("embedding this item", attempts)
     batch.update(status=np.array([FAILED] * n, dtype=object), error=np.array([error] * n, dtype=object),
                  embedding=np.zeros((n, spec.embedding_dim), dtype=np.float32))
     return batch

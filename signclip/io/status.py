@@ -15,3 +15,9 @@ class ItemStatus(StrEnum):
 
 OK, FAILED, SKIPPED = ItemStatus.OK, ItemStatus.FAILED, ItemStatus.SKIPPED
 STATUSES: tuple[ItemStatus, ...] = tuple(ItemStatus)
+
+
+def lost_error(doing: str, attempts: int) -> str:
+    """The error of an item whose worker died in every pass of a job; ``doing``: ``"extracting this video"``."""
+    return (f"worker process died while {doing} (killed, crashed, out of memory or its node lost), "
+            f"in each of {attempts} attempt{'s' if attempts > 1 else ''}")

@@ -27,6 +27,7 @@ import math
 import sys
 import time
 import uuid
+from collections.abc import Iterator
 from dataclasses import asdict, dataclass, fields, replace
 from typing import TYPE_CHECKING
 
@@ -44,12 +45,7 @@ from signclip.embedding.stages import (
 from signclip.io import embedding_store, manifests, storage
 from signclip.io.status import ItemStatus
 from signclip.jobs import contract
-from signclip.jobs.ray_data import (
-    DEFAULT_ATTEMPTS,
-    lenient_execution,
-    map_with_actors,
-    until_lost,
-)
+from signclip.jobs.ray_data import DEFAULT_ATTEMPTS, in_passes, lenient_execution, map_with_actors
 
 if TYPE_CHECKING:
     from ray.data import Dataset
@@ -249,38 +245,48 @@ def run(opts: EmbedOptions) -> EmbedSummary:
         log.info("%d items to embed (%d already in %s)", len(todo), summary.skipped, opts.output)
         _init_ray(opts.address)
         started = time.perf_counter()
-        ok = failed = shards = 0
-        left = todo
-        with lenient_execution(progress=True):
-            for attempt in range(1, opts.attempts + 1):
-                # planned per pass on the nodes alive now; a retry pass starts as soon as one actor is up
-                res = _resources(opts, left)
-                if attempt > 1:
-                    res = replace(res, min_actors=1)
-                log.info("stages: %s; up to %s frames per forward pass", res,
-                         opts.max_batch_frames or "the embedder's default for the device")
-                for row in until_lost(build_pipeline(left, spec, res, opts).iter_rows(), attempt, opts.attempts):
-                    ok, failed, shards = ok + int(row["ok"]), failed + int(row["failed"]), shards + 1
-                    log.info("shard %s: %d ok, %d failed (%d/%d done)", row["shard"], row["ok"], row["failed"],
-                             ok + failed, len(todo))
-                written = set(embedding_store.read_index(opts.output, columns=("id",))["id"])
-                left = [item for item in left if item.id not in written]
-                if not left:
-                    break
-                if attempt < opts.attempts:
-                    log.warning("%d items were lost with their worker (killed, crashed, out of memory or its node "
-                                "lost); embedding them again (attempt %d of %d)", len(left), attempt + 1,
-                                opts.attempts)
-        if left:
-            write_shard(lost_rows(left, spec, opts.attempts), spec)
-            failed, shards = failed + len(left), shards + 1
+        done, res = _embed_in_passes(todo, spec, opts)
         seconds = time.perf_counter() - started
-        summary = replace(summary, ok=ok, failed=failed, shards=shards, seconds=round(seconds, 3),
-                          clips_per_s=round((ok + failed) / seconds, 3) if seconds > 0 else 0.0,
+        summary = replace(summary, **done, seconds=round(seconds, 3),
+                          clips_per_s=round((done["ok"] + done["failed"]) / seconds, 3) if seconds > 0 else 0.0,
                           resources=asdict(res))
     else:
         log.info("nothing to do: all %d items are already in %s", len(items), opts.output)
     return write_outputs(opts, summary)
+
+
+def _embed_in_passes(todo: list[Item], spec: RunSpec, opts: EmbedOptions) -> tuple[dict[str, int], StageResources]:
+    """Embeds ``todo`` in passes (:func:`~signclip.jobs.ray_data.in_passes`); items lost in every pass get a
+    failed row. Returns the ok / failed / shards counts and the last pass's plan."""
+    done = {"ok": 0, "failed": 0, "shards": 0}
+    planned: list[StageResources] = []
+
+    def run_pass(left: list[Item], attempt: int) -> Iterator[dict]:
+        # planned per pass on the nodes alive now; a retry pass starts as soon as one actor is up
+        res = _resources(opts, left)
+        if attempt > 1:
+            res = replace(res, min_actors=1)
+        planned.append(res)
+        log.info("stages: %s; up to %s frames per forward pass", res,
+                 opts.max_batch_frames or "the embedder's default for the device")
+        return build_pipeline(left, spec, res, opts).iter_rows()
+
+    def count(row: dict) -> None:
+        done.update(ok=done["ok"] + int(row["ok"]), failed=done["failed"] + int(row["failed"]),
+                    shards=done["shards"] + 1)
+        log.info("shard %s: %d ok, %d failed (%d/%d done)", row["shard"], row["ok"], row["failed"],
+                 done["ok"] + done["failed"], len(todo))
+
+    def not_written(left: list[Item]) -> list[Item]:
+        written = set(embedding_store.read_index(opts.output, columns=("id",))["id"])
+        return [item for item in left if item.id not in written]
+
+    with lenient_execution(progress=True):
+        lost = in_passes(todo, opts.attempts, run_pass, count, not_written, ("items", "embedding"))
+    if lost:
+        write_shard(lost_rows(lost, spec, opts.attempts), spec)
+        done.update(failed=done["failed"] + len(lost), shards=done["shards"] + 1)
+    return done, planned[-1]
 
 
 # ------------------------------------------------------------------------------------------------ CLI
@@ -306,10 +312,12 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--anonymized", action="store_true", help="remove appearance before embedding (paper E8.1)")
     p.add_argument("--long-clips", choices=("truncate", "window"), default="truncate",
                    help="clips over the model's frame limit: keep the first frames (reference) or average windows")
-    p.add_argument("--window-stride", type=contract.positive_int, default=128, help="frames between windows (default 128)")
+    p.add_argument("--window-stride", type=contract.positive_int, default=128,
+                   help="frames between windows (default 128)")
     p.add_argument("--precision", choices=("fp32", "bf16"), default="fp32", help="inference precision")
-    p.add_argument("--actors", type=contract.positive_int, help="embedding actors (default: one per GPU, else one per CPU, "
-                   "at most 8; each holds a copy of the model)")
+    p.add_argument("--actors", type=contract.positive_int,
+                   help="embedding actors (default: one per GPU, else one per CPU, at most 8; each holds a copy "
+                        "of the model)")
     p.add_argument("--min-actors", type=contract.positive_int, help="minimum pool size (default: --actors)")
     p.add_argument("--threads", type=contract.positive_int, help="torch threads per actor")
     p.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto", help="default: GPU if present")

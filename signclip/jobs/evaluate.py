@@ -66,7 +66,8 @@ def parser() -> argparse.ArgumentParser:
                    '"{gloss}" in {language}.\' (default: the recipe\'s, else "<en> <ase> gloss")')
     p.add_argument("--ks", type=_ints, default=(1, 5, 10), help="retrieval cut-offs (default 1,5,10)")
     p.add_argument("--shots", type=_ints, default=(1, 5, 10, 100), help="few-shot k (default 1,5,10,100)")
-    p.add_argument("--knn-k", type=contract.positive_int, default=1, help="neighbours of the kNN classifier (default 1)")
+    p.add_argument("--knn-k", type=contract.positive_int, default=1,
+                   help="neighbours of the kNN classifier (default 1)")
     p.add_argument("--seed", type=int, default=0, help="seed of the few-shot splits")
     p.add_argument("--device", default="cpu", help="torch device for the prompts (default cpu)")
     embed = p.add_argument_group("embedding (with --manifest)")

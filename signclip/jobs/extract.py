@@ -21,7 +21,7 @@ import dataclasses
 import logging
 import math
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
@@ -31,14 +31,9 @@ from signclip.extraction.extract_video import MANIFEST_SCHEMA, VideoTask, proces
 from signclip.extraction.holistic import HolisticConfig, HolisticRunner, parse_options
 from signclip.extraction.plan import plan
 from signclip.io import manifests, storage
-from signclip.io.status import ItemStatus
+from signclip.io.status import ItemStatus, lost_error
 from signclip.jobs import contract
-from signclip.jobs.ray_data import (
-    DEFAULT_ATTEMPTS,
-    lenient_execution,
-    map_with_actors,
-    until_lost,
-)
+from signclip.jobs.ray_data import DEFAULT_ATTEMPTS, in_passes, lenient_execution, map_with_actors
 
 log = logging.getLogger("signclip.jobs.extract")
 
@@ -155,9 +150,8 @@ def _extract_stage(dataset: Any, config: ExtractConfig, low: int, initial: int, 
 
 def _lost_row(task: VideoTask, attempts: int) -> dict[str, Any]:
     return {"id": task.id, "video_path": task.video_path, "pose_path": None, "seconds": 0.0,
-            "status": ItemStatus.FAILED, "warning": "", "worker": "",
-            "error": f"worker process died while extracting this video (killed, crashed, out of memory or its node "
-                     f"lost), in each of {attempts} attempt{'s' if attempts > 1 else ''}"}
+            "status": ItemStatus.FAILED, "warning": "", "worker": "", "error": lost_error("extracting this video",
+                                                                                        attempts)}
 
 
 def run(config: ExtractConfig, on_row: Callable[[dict[str, Any]], None] | None = None) -> ExtractSummary:
@@ -179,27 +173,24 @@ def run(config: ExtractConfig, on_row: Callable[[dict[str, Any]], None] | None =
         if not ray.is_initialized():
             ray.init(address=config.address, configure_logging=False)
         storage.makedirs(config.output)
-        todo = tasks
+
+        def run_pass(todo: list[VideoTask], attempt: int) -> Iterator[pa.Table]:
+            low, initial, high = _plan_pass(config, len(todo), attempt)
+            dataset = ray.data.from_items([asdict(t) for t in todo], override_num_blocks=len(todo))
+            return _extract_stage(dataset, config, low, initial, high).iter_batches(batch_size=None,
+                                                                                    batch_format="pyarrow")
+
+        def keep(batch: pa.Table) -> None:
+            for row in batch.to_pylist():
+                if row["id"] in rows:
+                    log.warning("%s reported twice; keeping the last report", row["id"])
+                rows[row["id"]] = row
+                if on_row is not None:
+                    on_row(row)
+
         with lenient_execution(config.progress):
-            for attempt in range(1, config.attempts + 1):
-                low, initial, high = _plan_pass(config, len(todo), attempt)
-                dataset = ray.data.from_items([asdict(t) for t in todo], override_num_blocks=len(todo))
-                batches = _extract_stage(dataset, config, low, initial, high).iter_batches(
-                    batch_size=None, batch_format="pyarrow")
-                for batch in until_lost(batches, attempt, config.attempts):
-                    for row in batch.to_pylist():
-                        if row["id"] in rows:
-                            log.warning("%s reported twice; keeping the last report", row["id"])
-                        rows[row["id"]] = row
-                        if on_row is not None:
-                            on_row(row)
-                todo = [t for t in todo if t.id not in rows]
-                if not todo:
-                    break
-                if attempt < config.attempts:
-                    log.warning("%d videos were lost with their worker (killed, crashed, out of memory or its node "
-                                "lost); extracting them again (attempt %d of %d)", len(todo), attempt + 1,
-                                config.attempts)
+            in_passes(tasks, config.attempts, run_pass, keep, lambda todo: [t for t in todo if t.id not in rows],
+                      ("videos", "extracting"))
     ordered = [rows.get(t.id) or _lost_row(t, config.attempts) for t in tasks]
     table = manifests.to_table(ordered, MANIFEST_SCHEMA)
     manifests.write_manifest(table, manifest_path)
@@ -233,7 +224,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="largest actor pool (unset: as many as the cluster CPUs allow)")
     p.add_argument("--tasks-per-actor", type=contract.positive_int, default=d.max_tasks_in_flight_per_actor,
                    help="videos queued per actor")
-    p.add_argument("--decode-threads", type=contract.count, default=d.decode_threads, help="FFmpeg threads per video (0: auto)")
+    p.add_argument("--decode-threads", type=contract.count, default=d.decode_threads,
+                   help="FFmpeg threads per video (0: auto)")
     p.add_argument("--decode-ahead", type=contract.count, default=d.decode_ahead,
                    help="frames decoded ahead of Holistic in a background thread (0: inline)")
     p.add_argument("--attempts", type=contract.positive_int, default=d.attempts,

@@ -19,12 +19,13 @@ from __future__ import annotations
 import contextlib
 import logging
 import warnings
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from typing import Any, TypeVar
 
 log = logging.getLogger(__name__)
 
 T = TypeVar("T")
+R = TypeVar("R")
 
 DEFAULT_ATTEMPTS = 3  # passes over the items whose worker died before an item is reported failed
 
@@ -51,6 +52,26 @@ def until_lost(results: Iterable[T], attempt: int, attempts: int) -> Iterator[T]
             raise
         log.warning("pass %d of %d ended early: results were lost with a worker or node (%s: %s)", attempt,
                     attempts, type(e).__name__, str(e).splitlines()[0] if str(e) else "")
+
+
+def in_passes(items: list[T], attempts: int, run_pass: Callable[[list[T], int], Iterable[R]],
+              on_result: Callable[[R], None], left_after: Callable[[list[T]], list[T]],
+              what: tuple[str, str]) -> list[T]:
+    """Runs ``run_pass(left, attempt)`` for attempt 1, 2, ... ``attempts`` over the items still left, handing
+    each result to ``on_result``; ``left_after(left)`` says which items of a pass came back with no result.
+    Returns the items lost in every pass. ``what``: the items' noun and the verb of the work, for the warning
+    (``("videos", "extracting")``)."""
+    left = items
+    for attempt in range(1, attempts + 1):
+        for result in until_lost(run_pass(left, attempt), attempt, attempts):
+            on_result(result)
+        left = left_after(left)
+        if not left:
+            break
+        if attempt < attempts:
+            log.warning("%d %s were lost with their worker (killed, crashed, out of memory or its node lost); "
+                        "%s them again (attempt %d of %d)", len(left), what[0], what[1], attempt + 1, attempts)
+    return left
 
 
 def _not_the_progress_off_notice(record: logging.LogRecord) -> bool:

@@ -48,7 +48,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--env", action="append", default=[], metavar="K=V|K|PATTERN",
                         help="environment variable for the replicas on a cluster (as `signclip submit --env`), "
                              "e.g. 'AWS_*' when the nodes have no S3 credentials of their own")
-    parser.add_argument("--num-cpus", type=contract.positive_int, default=None, help="CPUs of the local Ray (default: all)")
+    parser.add_argument("--num-cpus", type=contract.positive_int, default=None,
+                        help="CPUs of the local Ray (default: all)")
     parser.add_argument("--layout", choices=LAYOUTS, default=None,
                         help="where the models run: in the HTTP gateway's replicas (combined, the default: no hop "
                              "per request) or in their own text and pose deployments (split: large models on CPUs)")
