@@ -124,36 +124,6 @@ def test_unique_texts_first_seen_order():
     np.testing.assert_array_equal(gold, [0, 1, 0, 2, 1])
 
 
-def test_retrieval_report_with_embed_text_and_text_emb():
-    texts = ["house", "sad", "house", "sad", "house"]  # unique: ["house", "sad"] -> GOLD5
-    calls = []
-
-    def embed(ts):
-        calls.append(list(ts))
-        return T2
-
-    r1 = M.retrieval_report(VIDEOS5, texts, embed_text=embed)
-    r2 = M.retrieval_report(VIDEOS5, texts, text_emb=T2)
-    assert calls == [["house", "sad"]]
-    assert r1 == r2
-    expected = {f"v2t_{k}": v for k, v in M.video_to_text(VIDEOS5, T2, GOLD5).items()}
-    expected.update({f"t2v_{k}": v for k, v in M.text_to_video(T2, VIDEOS5, GOLD5).items()})
-    assert r1 == expected
-    assert r1["t2v_P@1"] == pytest.approx(0.5)
-
-
-def test_retrieval_report_validation():
-    texts = ["a", "b", "a", "b", "a"]
-    with pytest.raises(ValueError, match="exactly one"):
-        M.retrieval_report(VIDEOS5, texts)
-    with pytest.raises(ValueError, match="exactly one"):
-        M.retrieval_report(VIDEOS5, texts, embed_text=lambda t: T2, text_emb=T2)
-    with pytest.raises(ValueError, match="texts: 4 texts for 5 videos"):
-        M.retrieval_report(VIDEOS5, texts[:4], text_emb=T2)
-    with pytest.raises(ValueError, match="text_emb: 3 rows for 2 unique texts"):
-        M.retrieval_report(VIDEOS5, texts, embed_text=lambda t: np.eye(3)[:, :2])
-
-
 # --- input validation --------------------------------------------------------------------------------
 
 @pytest.mark.parametrize("call, pattern", [

@@ -12,7 +12,7 @@ unlike argsort-based ranking, it does not depend on the order of the candidates.
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 
 import numpy as np
 
@@ -22,7 +22,7 @@ log = logging.getLogger(__name__)
 _BLOCK_PAIRS = 1 << 22
 
 __all__ = [
-    "similarity", "video_to_text", "text_to_video", "unique_texts", "retrieval_report",
+    "similarity", "video_to_text", "text_to_video", "unique_texts",
     "split_shots", "prototype_accuracy", "knn_accuracy", "linear_probe_accuracy", "few_shot_report",
 ]
 
@@ -156,29 +156,6 @@ def unique_texts(texts: Sequence[str]) -> tuple[list[str], np.ndarray]:
     position: dict[str, int] = {}
     gold = np.array([position.setdefault(t, len(position)) for t in texts], dtype=np.intp)
     return list(position), gold
-
-
-def retrieval_report(video_emb: np.ndarray, texts: Sequence[str],
-                     embed_text: Callable[[list[str]], np.ndarray] | None = None,
-                     text_emb: np.ndarray | None = None) -> dict[str, float]:
-    """Both retrieval directions for videos labelled with ``texts`` (one text per video).
-
-    Give exactly one of ``embed_text`` (called once with the unique texts in first-seen order) or
-    ``text_emb`` (rows aligned with those unique texts). Keys are those of :func:`video_to_text` and
-    :func:`text_to_video` prefixed with ``v2t_`` and ``t2v_``.
-    """
-    if (embed_text is None) == (text_emb is None):
-        raise ValueError("embed_text/text_emb: give exactly one of them")
-    video_emb = _matrix(video_emb, "video_emb")
-    if len(texts) != len(video_emb):
-        raise ValueError(f"texts: {len(texts)} texts for {len(video_emb)} videos")
-    uniq, gold = unique_texts(texts)
-    t_emb = _matrix(embed_text(uniq) if embed_text is not None else text_emb, "text_emb")
-    if len(t_emb) != len(uniq):
-        raise ValueError(f"text_emb: {len(t_emb)} rows for {len(uniq)} unique texts")
-    out = {f"v2t_{k}": v for k, v in video_to_text(video_emb, t_emb, gold).items()}
-    out.update({f"t2v_{k}": v for k, v in text_to_video(t_emb, video_emb, gold).items()})
-    return out
 
 
 # --- few-shot on frozen video embeddings ------------------------------------------------------------
