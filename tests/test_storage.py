@@ -76,3 +76,13 @@ def test_an_object_store_lists_through_fsspec(s3_bucket):
 ])
 def test_relative_paths(path, root, expected):
     assert storage.relative_to(path, root) == expected
+
+
+def test_one_cache_home_for_models_and_sample_data(monkeypatch, tmp_path):
+    from signclip.io import model_cache, sample_data
+
+    monkeypatch.setenv("SIGNCLIP_CACHE", str(tmp_path))
+    assert (model_cache.cache_root(), sample_data.cache_dir()) == (tmp_path / "models", tmp_path / "data")
+    monkeypatch.setenv("SIGNCLIP_CACHE", "")  # set but empty: the default, never a folder relative to the cwd
+    home = Path.home() / ".cache" / "signclip"
+    assert (model_cache.cache_root(), sample_data.cache_dir()) == (home / "models", home / "data")

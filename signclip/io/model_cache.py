@@ -1,5 +1,6 @@
 """Models named by a URL (``s3://...``, any fsspec URL), fetched by the process that loads them into its own
-node's cache (SignCLIP models, and the BERT directories new models start from). Nothing here is shared between nodes: each node fetches a model once, whoever asks first.
+node's cache (SignCLIP models, and the BERT directories new models start from). Nothing here is shared
+between nodes: each node fetches a model once, whoever asks first.
 
 Cache layout under ``$SIGNCLIP_CACHE/models`` (default ``~/.cache/signclip/models``)::
 
@@ -42,8 +43,7 @@ class ModelFetchError(OSError):
 
 def cache_root() -> Path:
     """Where this node keeps fetched models."""
-    base = os.environ.get("SIGNCLIP_CACHE") or os.path.join(os.path.expanduser("~"), ".cache", "signclip")
-    return Path(base) / "models"
+    return Path(storage.cache_home()) / "models"
 
 
 def fingerprint(directory: str | os.PathLike) -> str:

@@ -11,6 +11,8 @@ import os
 import urllib.request
 from pathlib import Path
 
+from signclip.io import storage
+
 log = logging.getLogger(__name__)
 
 _RAW = "https://raw.githubusercontent.com"
@@ -52,7 +54,8 @@ def _candidates() -> list[Path]:
 
 
 def cache_dir() -> Path:
-    return Path(os.environ.get("SIGNCLIP_CACHE", Path.home() / ".cache" / "signclip")) / "data"
+    """Where the sample data is downloaded to when no copy is found."""
+    return Path(storage.cache_home()) / "data"
 
 
 def data_dir(download: bool = True) -> Path:

@@ -19,6 +19,12 @@ if TYPE_CHECKING:
     import pyarrow.fs
 
 
+def cache_home() -> str:
+    """Where this node keeps what it fetched (models, sample data): ``$SIGNCLIP_CACHE``, else
+    ``~/.cache/signclip`` (also when the variable is set but empty)."""
+    return os.environ.get("SIGNCLIP_CACHE") or os.path.join(os.path.expanduser("~"), ".cache", "signclip")
+
+
 def is_remote(path: str) -> bool:
     """True for URIs with a scheme other than ``file`` (``s3://``, ``gs://``, ``memory://``)."""
     return "://" in path and not path.startswith("file://")
