@@ -552,6 +552,27 @@ def test_manifest_job_converts_google_parquet(tmp_path, originals, capsys):
     assert (poses / "train_landmark_files" / "26734" / "1000035562.pose").stat().st_mtime_ns == first
 
 
+def test_the_embed_job_reads_a_google_parquet_manifest_as_it_is(tmp_path, originals, poses_dir):
+    from signclip.embedding.items import list_items
+    from signclip.embedding.stages import RunSpec, featurize, model_spec
+    from tests.embed_helpers import tiny_model
+
+    root = asl_signs_layout(tmp_path / "asl-signs", originals)
+    out = tmp_path / "manifests"  # no --write-poses: the manifest names the landmark .parquet files
+    assert manifest_job.main(["asl_signs", "--root", str(root), "--output", str(out), "--val-fraction", "0",
+                              "--test-fraction", "0"]) == 0
+    items = list_items(str(out / "train.parquet"))
+    assert len(items) == 3 and {i.kind for i in items} == {"pose"} and items[0].source.endswith(".parquet")
+    spec = RunSpec(**model_spec(str(tiny_model(tmp_path / "tiny"))), output=str(tmp_path / "emb"), run_id="r1")
+    batch = {k: np.array([i.as_row()[k] for i in items], dtype=object) for k in items[0].as_row()}
+    featurized = featurize(batch, spec)
+    assert list(featurized["error"]) == [""] * 3 and "failed" not in list(featurized["status"])
+    for item, data, frames in zip(items, featurized["features"], featurized["frames"]):
+        expected = pose_features(item.source, spec.feature_set)
+        assert frames == len(expected) > 0
+        np.testing.assert_array_equal(np.frombuffer(data, np.float32).reshape(expected.shape), expected)
+
+
 @pytest.mark.parametrize("argv, message", [
     (["how2sign", "--root", "{root}", "--output", "{out}"], "unknown dataset 'how2sign'"),
     (["asl_citizen", "--root", "{root}/nowhere", "--output", "{out}"], "does not exist"),

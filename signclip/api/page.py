@@ -10,7 +10,6 @@ from starlette.responses import HTMLResponse
 from starlette.staticfiles import StaticFiles
 
 STATIC = resources.files("signclip.api") / "static"
-PAGE_PATHS = ("/", "/static/")  # public, like /health: the page asks for the token, the API checks it
 
 
 def add_page(app: FastAPI) -> None:

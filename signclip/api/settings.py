@@ -140,7 +140,8 @@ class ServiceSettings:
         return settings
 
     def api_token(self, environ: Mapping[str, str] | None = None) -> str | None:
-        """The bearer token every route but ``/health`` requires, or None when none is set."""
+        """The bearer token the API's routes require (not ``/health``, the page and its schema: see
+        ``signclip.api.middleware.PUBLIC_PATHS``), or None when none is set."""
         if not self.api_token_env:
             return None
         return (os.environ if environ is None else environ).get(self.api_token_env) or None

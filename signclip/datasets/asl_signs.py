@@ -9,7 +9,7 @@ Layout (the competition's data page; the original SignCLIP's ``ASLSignMetaProces
     ROOT/{train,val,test}.txt           optional split lists (sequence ids), e.g. the original's
                                         data/asl_signs lists; also looked for in ROOT/splits
 
-The manifest's ``pose`` is the parquet's path: :func:`signclip.datasets.google_parquet_to_pose` reads it
+The manifest's ``pose`` is the parquet's path: :func:`signclip.pose.google_parquet.google_parquet_to_pose` reads it
 (``signclip manifest asl_signs --write-poses DIR`` converts every clip to a .pose file instead). The
 competition publishes no split: without lists the clips are split at random as the original did (CSV
 order, seed 3407, 5 % validation, 5 % test). Prompts: ``prompt="tags"`` gives ``"<en> <ase> sign"`` (the

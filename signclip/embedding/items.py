@@ -4,7 +4,8 @@ Inputs (local or ``s3://``):
 
 - a ``.pose`` or video file, a folder (searched recursively) or a glob: ids are the paths relative to the
   input's root, without suffix (``poses/a/b.pose`` under ``poses`` -> ``a/b``);
-- a manifest (Parquet/CSV, see :mod:`signclip.io.manifests`) with a path column and optionally ``id``,
+- a manifest (Parquet/CSV, see :mod:`signclip.io.manifests`) with a path column (``.pose`` files, videos, or
+  Google's ASL Signs landmark ``.parquet`` files) and optionally ``id``,
   ``text``, ``gloss``, ``sign_language`` (or ``language``), ``split`` (carried into the output); relative paths
   are relative to the manifest;
 - prompts: a text file with one prompt per line, or a manifest's text column; a prompt's id is
@@ -48,7 +49,9 @@ class Item:
 
 def kind_of(path: str) -> str:
     lower = path.lower()
-    if lower.endswith(POSE_SUFFIXES):
+    # a manifest's row may name one of Google's ASL Signs landmark files (`signclip manifest asl_signs`),
+    # which the feature pipeline reads as a Holistic pose
+    if lower.endswith(POSE_SUFFIXES) or lower.endswith(manifests.PARQUET_SUFFIXES):
         return "pose"
     if lower.endswith(VIDEO_SUFFIXES):
         return "video"

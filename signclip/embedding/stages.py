@@ -159,8 +159,8 @@ def _features(batch: Batch, spec: RunSpec) -> tuple[Batch, list[np.ndarray | Non
         if status[i] == FAILED or kinds[i] == "text":
             continue
         if kinds[i] not in ("pose", "video"):
-            status[i], error[i] = FAILED, (f"{sources[i]}: unsupported file type (expected a .pose file "
-                                           "or a video)")
+            status[i], error[i] = FAILED, (f"{sources[i]}: unsupported file type (expected a .pose file, "
+                                           "a Google landmark .parquet or a video)")
             continue
         path = pose_paths[i] or sources[i]
         pose_paths[i] = path

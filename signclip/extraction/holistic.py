@@ -44,10 +44,6 @@ _DOWNLOADED_MODELS = {
     0: "modules/pose_landmark/pose_landmark_lite.tflite",
     2: "modules/pose_landmark/pose_landmark_heavy.tflite",
 }
-# A video is called truncated when it decodes this many frames fewer than its container declares
-# (a header count may be an estimate for some containers, so a tiny shortfall only warns).
-_TRUNCATION_MIN_FRAMES = 2
-_TRUNCATION_FRACTION = 0.02
 
 
 # ----------------------------------------------------------------------------------------------- options

@@ -2,7 +2,8 @@
 
 An embedding directory (local or ``s3://``) holds::
 
-    shards/part-<run>-<uuid>.parquet   one row per item (SCHEMA), written atomically: complete or absent
+    shards/part-<run>-<ids>.parquet    one row per item (SCHEMA), written atomically: complete or absent;
+                                       <ids> hashes the shard's ids, so a rewrite replaces it
     manifest.parquet                   every item once, without the embeddings (rewritten after each run)
     summary.json                       the last run's counts and speed (signclip.jobs.contract)
     npy/<id>.npy                       optional (--npy-dir, named by --npy-name), one float32 (E,) array per clip

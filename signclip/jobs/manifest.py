@@ -22,7 +22,6 @@ from __future__ import annotations
 import argparse
 import inspect
 import io
-import json
 import logging
 import sys
 from typing import Any
@@ -142,7 +141,7 @@ def write_outputs(df: Any, out: str, csv: bool = False) -> dict[str, dict[str, i
         buffer = io.StringIO()
         absent.to_csv(buffer, index=False)
         storage.write_bytes_atomic(storage.join(out, "missing.csv"), buffer.getvalue().encode())
-    storage.write_bytes_atomic(storage.join(out, "summary.json"), json.dumps(summary, indent=2).encode())
+    contract.write_summary(out, summary)
     return summary
 
 

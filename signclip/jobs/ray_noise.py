@@ -1,12 +1,12 @@
 """Drops the lines Ray prints on every healthy run that look like errors, and nothing else.
 
-Ray Data creates every actor of an actor pool with its map transformer and data context ``ray.put`` into the
-object store (``MapOperator._map_transformer_ref`` / ``_data_context_ref`` in Ray 2.60) and with
-``max_restarts=-1`` (its fault tolerance, which the jobs rely on to survive a lost node). Ray's core worker then
-logs, at level E, that such an actor "has constructor arguments in the object store and max_restarts > 0"
-(ray-project/ray#53727) once per actor. No argument of ours can avoid it short of disabling restarts, and the
-line is written by C++ straight to file descriptor 2, so this filter sits on the driver's descriptors (1 and 2):
-every other byte passes through unchanged.
+Today that is one line: on every clean shutdown of `signclip serve`, the raylet reports a Serve controller call
+it could not finish (see ``KNOWN_LINES``); the driver prints what its raylet reports to stdout. (Ray's core
+worker also logs at level E that an actor "has constructor arguments in the object store and max_restarts > 0",
+ray-project/ray#53727, for every actor of a Ray Data pool that may restart; the jobs' pools never restart an
+actor, see :mod:`signclip.jobs.ray_data`, so it is not printed.) Lines written by C++ go straight to the file
+descriptors, so this filter sits on the driver's descriptors (1 and 2): every other byte passes through
+unchanged.
 """
 
 from __future__ import annotations
@@ -20,8 +20,6 @@ import sys
 import threading
 
 KNOWN_LINES = (
-    re.compile(rb"core_worker\.cc:\d+: Actor with class name: '[^']*' and ID: '[0-9a-f]+' has constructor "
-               rb"arguments in the object store and max_restarts > 0\."),
     # serve.shutdown() kills Serve's controller while its own graceful_shutdown call is in flight; the raylet
     # reports the call it can no longer finish, on every clean shutdown of `signclip serve`
     re.compile(rb"\(raylet\).*Task ServeController\.graceful_shutdown failed\. There are infinite retries "

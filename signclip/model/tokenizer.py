@@ -8,8 +8,6 @@ from pathlib import Path
 
 import numpy as np
 
-TOKENIZER_FILES = ("vocab.txt", "tokenizer_config.json", "special_tokens_map.json")
-
 
 def _is_cased(vocab_file: Path) -> bool:
     # bert-base-cased holds capitalised word pieces ("The"); uncased vocabularies hold none.
