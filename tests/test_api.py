@@ -51,6 +51,10 @@ def test_settings_from_mapping_and_environment(model_dir, tmp_path):
         ServiceSettings.from_mapping({}, environ={})
     with pytest.raises(ValueError, match="default_model"):
         ServiceSettings.from_mapping({"models": {"a": str(model_dir)}, "default_model": "b"})
+    for name, value, words in (("max_video_seconds", 0, "> 0"), ("request_timeout_s", -1.5, "> 0"),
+                               ("retry_after_s", -1, ">= 0"), ("max_k", 0, "at least 1")):
+        with pytest.raises(ValueError, match=rf"^{name} must be {words}, not {value}$"):
+            ServiceSettings.from_mapping({"models": {"a": str(model_dir)}, name: value})
     assert s.api_token({"SIGNCLIP_API_TOKEN": "t"}) == "t" and s.api_token({}) is None
 
 

@@ -186,7 +186,9 @@ def test_resume_after_a_killed_run_embeds_every_id_exactly_once(ray_local, poses
         proc.send_signal(signal.SIGKILL)
     finally:
         proc.wait(30)
-    time.sleep(3)  # let Ray reap the dead driver's workers (a late shard would still be a whole one)
+    # Ray ends a dead driver's actors; until then one may still write a (whole) shard, so wait for that
+    while _embed_actor_pids():  # the timeout bounds it
+        time.sleep(0.2)
     first = embedding_store.read_index(str(out))
     assert 0 < len(first) < n, "the run should have been killed part-way"
     summary = embed.run(embed.options(argv))

@@ -425,6 +425,22 @@ def test_actor_pool_leaves_room_for_other_stages():
     assert actor_pool_sizes(one_cpu, cluster_cpus=2.0, videos=10) == (3, 3, 3)
 
 
+def test_a_pool_larger_than_the_cluster_is_news_only_when_it_was_not_asked_for(monkeypatch, caplog):
+    import ray
+
+    from signclip.jobs.extract import ExtractConfig, _plan_pass
+
+    monkeypatch.setattr(ray, "cluster_resources", lambda: {"CPU": 32.0})
+    with caplog.at_level("INFO", logger="signclip.jobs.extract"):
+        # the RayJob spec's --max-actors 120: the autoscaling group grows to fit it
+        assert _plan_pass(ExtractConfig(input="i", output="o", max_actors=120), 500, 1) == (1, 120, 120)
+        assert all(r.levelname == "INFO" for r in caplog.records) and "the pool grows as nodes join" in caplog.text
+        caplog.clear()
+        assert _plan_pass(ExtractConfig(input="i", output="o", cpus_per_actor=48), 5, 1) == (1, 1, 1)
+    assert [r.levelname for r in caplog.records][0] == "WARNING"
+    assert "one actor needs 48.00 CPU and the cluster has 32 CPUs now" in caplog.text
+
+
 def test_command_line_maps_to_config():
     from signclip.jobs.extract import build_parser, config_from_args
 

@@ -390,8 +390,8 @@ def test_pose_replica_killed_mid_load_recovers(service, offline, poses):
     workers = [threading.Thread(target=load) for _ in range(4)]
     for w in workers:
         w.start()
-    time.sleep(2)
-    assert 200 in statuses
+    while 200 not in statuses:  # the load is being served (the test's timeout bounds the wait)
+        time.sleep(0.1)
     os.kill(pid, signal.SIGKILL)
     deadline = time.monotonic() + 90
     while time.monotonic() < deadline:  # a new replica replaces the dead one
@@ -436,3 +436,17 @@ def test_search_routes_and_page_on_serve(service, index_dir, poses):
     assert ready["ready"] and ready["components"]["search"] == "ready"
     assert httpx.get(f"{service.url}/v1/search", params={"q": query}, timeout=60).json()["error"]["code"] == \
         "no_index"
+
+
+def test_serving_on_a_cluster_warns_about_each_local_path(caplog):
+    from signclip.api.settings import ServiceSettings
+    from signclip.jobs.serve import warn_about_local_paths
+
+    settings = ServiceSettings(models={"default": "/home/me/models/e7.2", "remote": "s3://m/e7.2"},
+                               indexes={"asl": "s3://e/asl"}, index_models={"asl": "/data/models/asl"})
+    with caplog.at_level("WARNING", logger="signclip.jobs.serve"):
+        warn_about_local_paths(settings)
+    warned = [r.getMessage() for r in caplog.records]
+    assert len(warned) == 2, warned
+    assert warned[0].startswith("model default=/home/me/models/e7.2 is a local path: every replica reads it")
+    assert warned[1].startswith("index model asl=/data/models/asl is a local path")

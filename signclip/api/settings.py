@@ -102,8 +102,11 @@ class ServiceSettings:
         for name in ("max_items", "max_poses", "max_text_chars", "max_body_bytes", "max_upload_bytes", "max_k"):
             if int(getattr(self, name)) < 1:
                 raise ValueError(f"{name} must be at least 1, not {getattr(self, name)!r}")
-        if self.max_video_seconds <= 0 or self.request_timeout_s <= 0 or self.retry_after_s < 0:
-            raise ValueError("max_video_seconds and request_timeout_s must be > 0, retry_after_s >= 0")
+        for name in ("max_video_seconds", "request_timeout_s"):
+            if getattr(self, name) <= 0:
+                raise ValueError(f"{name} must be > 0, not {getattr(self, name)!r}")
+        if self.retry_after_s < 0:
+            raise ValueError(f"retry_after_s must be >= 0, not {self.retry_after_s!r}")
         if isinstance(self.cors_origins, str):
             self.cors_origins = [o.strip() for o in self.cors_origins.split(",") if o.strip()]
 

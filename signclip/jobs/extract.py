@@ -125,8 +125,12 @@ def _plan_pass(config: ExtractConfig, videos: int, attempt: int) -> tuple[int, i
     if attempt > 1:
         low = initial = 1
     if high * config.cpus_per_actor > cluster_cpus - 0.1:
-        log.warning("%d actors x %.2f CPU leave no CPU for Ray Data's other work on %g CPUs: the run may stall",
-                    high, config.cpus_per_actor, cluster_cpus)
+        if config.max_actors:  # asked for: on an autoscaling cluster (the RayJob spec) the pool grows with it
+            log.info("up to %d actors x %.2f CPU is more than the %g CPUs the cluster has now: the pool grows "
+                     "as nodes join", high, config.cpus_per_actor, cluster_cpus)
+        else:
+            log.warning("one actor needs %.2f CPU and the cluster has %g CPUs now: the run waits for a node "
+                        "that large (lower --cpus-per-actor on a fixed cluster)", config.cpus_per_actor, cluster_cpus)
     log.info("actor pool %d..%d actors (starting with %d) x %.2f CPU", low, high, initial, config.cpus_per_actor)
     return low, initial, high
 

@@ -10,7 +10,7 @@ Datasets: spreadthesign, asl_citizen, sem_lex, wlasl, rwth_fingerspelling, asl_s
 parquet); their layouts are described in ``signclip/datasets/<name>.py``. Runs in-process (no Ray): it
 reads the dataset's index files and lists the pose folder once.
 
-Writes to OUT (local or s3://): ``train.parquet``, ``val.parquet``, ``test.parquet`` (splits with clips;
+Writes to ``--output`` (local or s3://): ``train.parquet``, ``val.parquet``, ``test.parquet`` (splits with clips;
 ``--csv`` adds ``.csv`` copies) holding the clips whose pose file exists, ``missing.csv`` (clips the dataset
 lists whose pose file is absent: id, split, gloss, expected path) and ``summary.json``; prints clips,
 glosses, signers and missing files per split. Exit code 2 on an unknown dataset, a missing root, an

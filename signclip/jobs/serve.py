@@ -86,6 +86,18 @@ def _is_loopback(host: str) -> bool:
         return host == "localhost"
 
 
+def warn_about_local_paths(settings: ServiceSettings) -> None:
+    """On a cluster every replica reads its models and indexes itself, from its own node's disk for a path."""
+    from signclip.io import storage
+
+    for kind, locations in (("model", settings.models), ("index", settings.indexes),
+                            ("index model", settings.index_models)):
+        for name, location in locations.items():
+            if not storage.is_remote(location):
+                log.warning("%s %s=%s is a local path: every replica reads it from its own node, where it must "
+                            "exist; on nodes that share no disk use s3://...", kind, name, location)
+
+
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     try:
@@ -112,6 +124,8 @@ def main(argv: list[str] | None = None) -> int:
     except (OSError, ValueError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
+    if args.address:
+        warn_about_local_paths(settings)
     host = args.host or http.get("host") or "127.0.0.1"
     port = args.port or int(http.get("port") or 8000)
     if not _is_loopback(host) and not settings.api_token():

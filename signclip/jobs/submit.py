@@ -3,13 +3,14 @@
     signclip submit extract --input s3://bucket/videos --output s3://bucket/poses --address http://127.0.0.1:8265
     signclip submit embed --model s3://bucket/models/e7.2 --input s3://bucket/poses --output s3://bucket/emb \\
         --address http://head:8265 --env 'AWS_*' --env SIGNCLIP_CACHE=/tmp/signclip
-    signclip submit train --address http://head:8265 --image registry.example.org/signclip:0.1.0 --no-wait \\
+    signclip submit train --address http://head:8265 --no-wait \\
         -- --train s3://bucket/train.parquet --val s3://bucket/val.parquet --output s3://bucket/runs/small
 
 The job runs as ``python -m signclip.jobs.<JOB> <job args>`` on the cluster, in a runtime environment made of this
 checkout (``--working-dir``, uploaded without ``.venv/``, ``runs/``, ``.git/``) or of a container image
-(``--image``, the image of ``cluster/Dockerfile``). Every option this command does not know goes to the job;
-after ``--`` everything does (for job options that share a name with ours, such as ``--address``).
+(``--image``; Ray runs it with Podman, which the nodes then need). Every option this command does not know
+goes to the job; after ``--`` everything does (for job options that share a name with ours, such as
+``--address``).
 
 The submission id is derived from the job and its arguments (``signclip-<job>-<hash>``), so submitting the
 same job again never starts a duplicate: while it runs, this command follows the running one; after it
@@ -75,8 +76,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--exclude", action="append", default=[], metavar="PATTERN",
                    help="more files to leave out of the upload (gitignore syntax; repeatable)")
     p.add_argument("--image", default=None,
-                   help="run the job in this container image (built from cluster/Dockerfile) instead of "
-                        "uploading the working directory")
+                   help="run the job in this container image instead of uploading the working directory; "
+                        "Ray starts it with podman, which every node then needs (the project image has none)")
     p.add_argument("--env", action="append", default=[], metavar="K=V|K|PATTERN",
                    help="environment variable for the job: NAME=VALUE, NAME (forwards this shell's value) or "
                         "a pattern like 'AWS_*' (forwards every match); repeatable")
