@@ -511,4 +511,3 @@ def test_local_cluster_nodes_get_the_serve_mode_of_the_image():
         assert {k: v for k, v in env.items() if k.startswith("RAY_SERVE_")} == expected, (mode, env)
     bad = subprocess.run([str(script), "start", "--serve-mode", "quick"], capture_output=True, text=True, timeout=30)
     assert bad.returncode == 2 and "--serve-mode" in bad.stderr and "quick" in bad.stderr
-

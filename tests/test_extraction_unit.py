@@ -411,7 +411,6 @@ def _write(path: Path, data: bytes) -> str:
     return str(path)
 
 
-
 # ------------------------------------------------------------------------------------------- job options (no Ray)
 
 def test_actor_pool_leaves_room_for_other_stages():
