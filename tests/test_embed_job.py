@@ -124,6 +124,21 @@ def test_refuses_to_mix_models_and_empty_input(local_run, tmp_path, capsys):
     assert "empty input" in capsys.readouterr().err
 
 
+@pytest.mark.timeout(120)
+def test_gpu_actors_on_a_cluster_without_gpus_wait_only_when_asked_to(ray_local, poses_dir, model_dir, tmp_path,
+                                                                      capsys):
+    base = ["--model", str(model_dir), "--input", str(poses_dir / "library.pose"), "--device", "cuda"]
+    assert embed.main([*base, "--output", str(tmp_path / "a")]) == 2
+    assert "the cluster has 0 GPUs (on a cluster that autoscales its GPUs, add --wait-for-gpus" in \
+        capsys.readouterr().err
+    # ray_local has no autoscaler: the request goes unanswered and the job gives up, having written nothing
+    assert embed.main([*base, "--output", str(tmp_path / "b"), "--wait-for-gpus", "2", "--actors", "2"]) == 2
+    assert "--wait-for-gpus 2: the cluster has 0 of the 2 GPUs asked for after 2 s" in capsys.readouterr().err
+    assert not embedding_store.list_shards(str(tmp_path / "b"))
+    assert embed.main([*base[:-2], "--output", str(tmp_path / "c"), "--wait-for-gpus", "2"]) == 2
+    assert "--wait-for-gpus 2: only with --device cuda" in capsys.readouterr().err
+
+
 @pytest.mark.timeout(180)
 def test_s3_input_output_prompts_and_windows(ray_local, s3_bucket, poses_dir, model_dir, tmp_path):
     for name in ("sad-colin", "library"):

@@ -46,6 +46,7 @@ from signclip.io import embedding_store, manifests, storage
 from signclip.io.status import ItemStatus
 from signclip.jobs import contract
 from signclip.jobs.ray_data import DEFAULT_ATTEMPTS, in_passes, lenient_execution, map_with_actors
+from signclip.jobs.scaling import wait_for_gpus
 
 if TYPE_CHECKING:
     from ray.data import Dataset
@@ -77,6 +78,7 @@ class EmbedOptions:
     min_actors: int | None = None  # min size of the pool (default: actors)
     threads: int | None = None  # torch threads per actor (default: see signclip.embedding.resources)
     device: str = "auto"  # auto (GPU when the cluster has one per actor), cpu, cuda
+    wait_for_gpus: int = 0  # with device cuda: seconds to wait for an autoscaling cluster's GPUs (0: no wait)
     batch_size: int = 256  # clips handed to an actor at once (sorted by length inside, so little padding)
     max_batch_frames: int | None = None  # clips x longest length per forward pass (default: the embedder's)
     shard_rows: int = 256  # rows per output shard (on CPU at most batch_size); the unit of work a killed run loses
@@ -150,7 +152,8 @@ def _resources(opts: EmbedOptions, items: list[Item]) -> StageResources:
                    use_gpu=use_gpu, threads=opts.threads, min_actors=opts.min_actors,
                    blocks=_blocks(items, opts.rows_per_block or MIN_BLOCK_ROWS))
     except ValueError as e:
-        raise InputError(f"cannot place the pipeline on this cluster: {e}") from e
+        hint = " (on a cluster that autoscales its GPUs, add --wait-for-gpus SECONDS)" if use_gpu else ""
+        raise InputError(f"cannot place the pipeline on this cluster: {e}{hint}") from e
     return replace(res, block_rows=opts.rows_per_block or block_rows(len(items), res, opts.batch_size))
 
 
@@ -225,6 +228,9 @@ def run(opts: EmbedOptions) -> EmbedSummary:
     ``CheckpointError`` on an unusable model."""
     if opts.long_clips not in ("truncate", "window"):
         raise InputError(f"--long-clips {opts.long_clips!r}: expected truncate or window")
+    if opts.wait_for_gpus and opts.device != "cuda":
+        raise InputError(f"--wait-for-gpus {opts.wait_for_gpus}: only with --device cuda (the job then waits for "
+                         "GPUs instead of running on CPUs)")
     try:
         embedding_store.check_npy_name(opts.npy_name)
     except ValueError as e:
@@ -244,6 +250,11 @@ def run(opts: EmbedOptions) -> EmbedSummary:
     if todo:
         log.info("%d items to embed (%d already in %s)", len(todo), summary.skipped, opts.output)
         _init_ray(opts.address)
+        if opts.wait_for_gpus:
+            try:
+                wait_for_gpus(opts.actors or 1, opts.wait_for_gpus)
+            except TimeoutError as e:
+                raise InputError(str(e)) from None
         started = time.perf_counter()
         done, res = _embed_in_passes(todo, spec, opts)
         seconds = time.perf_counter() - started
@@ -321,6 +332,9 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--min-actors", type=contract.positive_int, help="minimum pool size (default: --actors)")
     p.add_argument("--threads", type=contract.positive_int, help="torch threads per actor")
     p.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto", help="default: GPU if present")
+    p.add_argument("--wait-for-gpus", type=contract.count, default=0, metavar="SECONDS",
+                   help="with --device cuda: ask the cluster's autoscaler for a GPU per actor and wait up to this "
+                        "long for them (a GPU group that scales from zero); default 0, plan on what is there")
     p.add_argument("--batch-size", type=contract.positive_int, default=256, help="clips per actor call (default 256)")
     p.add_argument("--max-batch-frames", type=contract.positive_int,
                    help="clips x frames per forward pass (default: the embedder's for the device, "
