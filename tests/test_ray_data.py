@@ -58,9 +58,9 @@ def test_passes_redo_only_what_came_back_without_a_result_and_report_what_never_
     assert lost == [3]
     assert passes == [[1, 2, 3, 4], [3, 4], [3]]
     assert results == ["1@1", "2@1", "4@2"]
-    assert "2 videos were lost with their worker" in caplog.text
+    assert "2 videos came back without a result (lost with a worker" in caplog.text
     assert "extracting them again (attempt 2 of 3)" in caplog.text
-    assert "1 videos were lost" in caplog.text and "attempt 3 of 3" in caplog.text
+    assert "1 video came back" in caplog.text and "extracting it again (attempt 3 of 3)" in caplog.text
     assert "attempt 4" not in caplog.text  # no promise of a pass that will not run
 
 

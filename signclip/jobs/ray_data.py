@@ -59,7 +59,7 @@ def in_passes(items: list[T], attempts: int, run_pass: Callable[[list[T], int], 
               what: tuple[str, str]) -> list[T]:
     """Runs ``run_pass(left, attempt)`` for attempt 1, 2, ... ``attempts`` over the items still left, handing
     each result to ``on_result``; ``left_after(left)`` says which items of a pass came back with no result.
-    Returns the items lost in every pass. ``what``: the items' noun and the verb of the work, for the warning
+    Returns the items lost in every pass. ``what``: the items' plural noun and the work, for the warning
     (``("videos", "extracting")``)."""
     left = items
     for attempt in range(1, attempts + 1):
@@ -69,8 +69,11 @@ def in_passes(items: list[T], attempts: int, run_pass: Callable[[list[T], int], 
         if not left:
             break
         if attempt < attempts:
-            log.warning("%d %s were lost with their worker (killed, crashed, out of memory or its node lost); "
-                        "%s them again (attempt %d of %d)", len(left), what[0], what[1], attempt + 1, attempts)
+            one = len(left) == 1
+            log.warning("%d %s came back without a result (lost with a worker that was killed, crashed, ran out of "
+                        "memory or lost its node); %s %s again (attempt %d of %d)", len(left),
+                        what[0].removesuffix("s") if one else what[0], what[1], "it" if one else "them",
+                        attempt + 1, attempts)
     return left
 
 
