@@ -41,6 +41,15 @@ def test_a_model_on_s3_loads_like_the_local_one_and_is_fetched_once(tmp_path, s3
     assert (cache / fp / "model.safetensors").stat().st_mtime_ns == first  # not fetched again
 
 
+def test_a_models_fingerprint_is_hashed_only_for_a_local_directory(tmp_path, s3_bucket, cache, monkeypatch):
+    url = f"{s3_bucket}/models/tiny"
+    fp = _upload(signclip.create("tiny", seed=2), tmp_path / "local", url)
+    assert model_cache.local_model_and_fingerprint(str(tmp_path / "local")) == (str(tmp_path / "local"), fp)
+    model_cache.local_model(url)  # in this node's cache now
+    monkeypatch.setattr(model_cache, "fingerprint", lambda directory: pytest.fail("a fetched model was re-hashed"))
+    assert model_cache.local_model_and_fingerprint(url) == (str(cache / fp), fp)
+
+
 def test_a_model_replaced_with_the_same_sizes_is_fetched_again(tmp_path, s3_bucket, cache):
     """A retrained model of one architecture has the same file sizes: the key is the content, not the size."""
     url = f"{s3_bucket}/models/retrained"

@@ -70,18 +70,18 @@ def load_models(locations: dict[str, str], precision: str = "fp32", device: str 
     unusable model raises ``CheckpointError`` naming it), onto ``device`` (default: the GPU if torch sees one)."""
     import torch
 
-    from signclip.io.model_cache import fingerprint, local_model
+    from signclip.io.model_cache import local_model_and_fingerprint
     from signclip.model.factory import load
 
     device = device or ("cuda" if torch.cuda.is_available() else "cpu")
     loaded = {}
     for name, location in locations.items():
-        directory = local_model(location)
+        directory, fingerprint = local_model_and_fingerprint(location)
         model = load(directory, device=device)
         cfg = model.cfg
         info = ModelInfo(name=name, preset=cfg.name, embedding_dim=cfg.embedding_dim, feature_set=cfg.feature_set,
                          feature_dim=cfg.feature_dim, max_frames=cfg.max_frames, max_text_tokens=cfg.max_text_tokens,
-                         similarity=cfg.similarity, fingerprint=fingerprint(directory))
+                         similarity=cfg.similarity, fingerprint=fingerprint)
         loaded[name] = LoadedModel(Embedder(model, precision=precision), info)  # type: ignore[arg-type]
         log.info("loaded model %s (%s, %s) from %s on %s, %s", name, cfg.name, info.fingerprint, location, device,
                  precision)

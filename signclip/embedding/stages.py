@@ -65,13 +65,12 @@ def model_spec(model: str) -> dict[str, Any]:
     A remote model is fetched into this process's node cache to be fingerprinted; the workers are given the
     location as the user gave it and the fingerprint, and fetch it onto their own nodes.
     """
-    from signclip.io.model_cache import fingerprint, local_model
+    from signclip.io.model_cache import local_model_and_fingerprint
     from signclip.model.checkpoint import WEIGHTS, CheckpointError, read_config
 
     try:
-        local = local_model(model)
+        local, model_hash = local_model_and_fingerprint(model)
         cfg = read_config(local)
-        model_hash = fingerprint(local)
     except OSError as e:
         raise CheckpointError(f"{model}: not a usable SignCLIP model ({type(e).__name__}: {e})") from e
     weights = os.path.getsize(os.path.join(local, WEIGHTS))

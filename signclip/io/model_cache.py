@@ -82,6 +82,13 @@ def local_model(location: str, expected: str | None = None) -> str:
     return str(root / known)
 
 
+def local_model_and_fingerprint(location: str, expected: str | None = None) -> tuple[str, str]:
+    """:func:`local_model` and the model's :func:`fingerprint`; a fetched model's directory is named by it,
+    so only a local directory is hashed."""
+    directory = local_model(location, expected)
+    return directory, (Path(directory).name if storage.is_remote(location) else fingerprint(directory))
+
+
 def _listing(location: str) -> list[list[Any]]:
     fs, path = storage.filesystem(location)
     try:

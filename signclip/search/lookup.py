@@ -61,7 +61,7 @@ class Label:
 def load_model_for(corpus: embedding_store.Corpus, model_dir: str | None = None, device: str = "cpu") -> SignCLIP:
     """The model that made ``corpus``: ``model_dir`` or the one its shards name (local or a URL, fetched into
     this node's cache), checked by fingerprint."""
-    from signclip.io.model_cache import fingerprint, local_model
+    from signclip.io.model_cache import local_model_and_fingerprint
     from signclip.model.checkpoint import CheckpointError
     from signclip.model.factory import load
 
@@ -70,8 +70,7 @@ def load_model_for(corpus: embedding_store.Corpus, model_dir: str | None = None,
         raise CheckpointError(f"the corpus mixes embeddings of {len(hashes)} models: {hashes}")
     named = model_dir or str(corpus.meta["model"].iloc[0])
     try:
-        local = local_model(named)
-        found = fingerprint(local)
+        local, found = local_model_and_fingerprint(named)
     except OSError as e:
         raise CheckpointError(f"{named}: cannot read the model the embeddings were made with ({e}); "
                               "pass its location with --model") from e
