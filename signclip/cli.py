@@ -34,13 +34,15 @@ def import_checkpoint(argv: list[str] | None = None) -> int:
     parser.add_argument("checkpoint", help="the released checkpoint_best.pt")
     parser.add_argument("--bert", required=True, help="directory of the BERT it was built from (config.json, vocab.txt)")
     contract.add_output(parser, help="directory to write the native model to", old="--out")
+    parser.add_argument("--feature-set", help="the features the model was trained on (default: the one of the "
+                        "size its first layer takes; needed for 63, right_hand or right_hand_3d)")
     args = parser.parse_args(argv)
     contract.check_output(parser, args)
     from signclip.model.checkpoint import CheckpointError
     from signclip.model.fairseq import from_fairseq
 
     try:
-        model = from_fairseq(args.checkpoint, bert=args.bert)
+        model = from_fairseq(args.checkpoint, bert=args.bert, feature_set=args.feature_set)
     except (CheckpointError, FileNotFoundError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2

@@ -161,3 +161,31 @@ def test_import_checkpoint_writes_to_object_storage(tmp_path, s3_bucket, monkeyp
     model = load(f"{s3_bucket}/models/e7")
     for name, tensor in reference.state_dict().items():
         assert torch.equal(model.state_dict()[name], tensor.float()), name
+
+
+def test_a_hand_only_checkpoint_needs_its_feature_set_named(tmp_path, poses_dir):
+    # 63 features per frame fit right_hand and right_hand_3d: the weights cannot say which, the embeddings differ
+    ckpt, bert = make_fairseq_checkpoint(tmp_path, feat_dim=63)
+    with pytest.raises(CheckpointError, match=r"takes 63 features per frame, which fits right_hand and "
+                                              r"right_hand_3d: say which the model was trained on \(--feature-set\)"):
+        _load(ckpt, bert)
+    plain = signclip.from_fairseq(ckpt, bert=bert, feature_set="right_hand")
+    rotated = signclip.from_fairseq(ckpt, bert=bert, feature_set="right_hand_3d")
+    assert (plain.cfg.feature_set, rotated.cfg.feature_set) == ("right_hand", "right_hand_3d")
+    clip = [str(poses_dir / "sad-colin.pose")]  # a clip with its right hand seen (library.pose has none)
+    assert not np.allclose(plain.embed_poses(clip), rotated.embed_poses(clip), atol=1e-4)
+    with pytest.raises(CheckpointError, match=r"takes 63 features per frame, not the 609 of feature set "
+                                              r"'reduced_face'; it fits right_hand, right_hand_3d"):
+        signclip.from_fairseq(ckpt, bert=bert, feature_set="reduced_face")
+
+
+def test_the_import_command_takes_the_feature_set(tmp_path, capsys):
+    from signclip.cli import import_checkpoint
+    from signclip.model.factory import load
+
+    ckpt, bert = make_fairseq_checkpoint(tmp_path, feat_dim=63)
+    assert import_checkpoint([str(ckpt), "--bert", str(bert), "--output", str(tmp_path / "m")]) == 2
+    assert "--feature-set" in capsys.readouterr().err and not (tmp_path / "m").exists()
+    assert import_checkpoint([str(ckpt), "--bert", str(bert), "--output", str(tmp_path / "m"),
+                              "--feature-set", "right_hand"]) == 0
+    assert load(str(tmp_path / "m")).cfg.feature_set == "right_hand"

@@ -63,11 +63,15 @@ def _tower_from_shapes(state: dict[str, torch.Tensor], prefix: str, heads: int, 
                        type_vocab_size=shape("embeddings.token_type_embeddings.weight")[0])
 
 
-def from_fairseq(checkpoint: str | os.PathLike, bert: str | os.PathLike) -> SignCLIP:
+def from_fairseq(checkpoint: str | os.PathLike, bert: str | os.PathLike,
+                 feature_set: str | None = None) -> SignCLIP:
     """Import a released SignCLIP ``checkpoint_best.pt``.
 
     ``bert`` is the directory of the BERT the model was built from (``config.json`` for the number of
     attention heads, ``vocab.txt`` for the tokenizer). Weights are float16 in the file, float32 here.
+    ``feature_set``: the features the model was trained on; by default the one whose size its first layer
+    takes, which is a ``CheckpointError`` when several have that size (``right_hand`` and ``right_hand_3d``,
+    63): the checkpoint cannot tell them apart, and the wrong one gives wrong embeddings without an error.
     """
     path, bert_dir = Path(checkpoint), Path(bert)
     state = _read_fairseq(path)
@@ -79,12 +83,19 @@ def from_fairseq(checkpoint: str | os.PathLike, bert: str | os.PathLike) -> Sign
     if mlp not in state:
         raise CheckpointError(f"{path}: missing keys: {FAIRSEQ_PREFIX}{mlp}")
     feature_dim = state[mlp].shape[1]
-    by_dim = {fs.dim: name for name, fs in FEATURE_SETS.items()}
-    if feature_dim not in by_dim:
+    fitting = [name for name, fs in FEATURE_SETS.items() if fs.dim == feature_dim]
+    if feature_set is not None and feature_set not in fitting:
+        raise CheckpointError(f"{path}: {mlp} takes {feature_dim} features per frame, not the "
+                              f"{FEATURE_SETS[feature_set].dim if feature_set in FEATURE_SETS else '?'} of "
+                              f"feature set {feature_set!r}" + (f"; it fits {', '.join(fitting)}" if fitting else ""))
+    if not fitting:
         raise CheckpointError(f"{path}: {mlp} takes {feature_dim} features per frame; known feature sets: "
-                              + ", ".join(f"{n} ({d})" for d, n in by_dim.items()))
+                              + ", ".join(f"{name} ({fs.dim})" for name, fs in FEATURE_SETS.items()))
+    if feature_set is None and len(fitting) > 1:
+        raise CheckpointError(f"{path}: {mlp} takes {feature_dim} features per frame, which fits "
+                              f"{' and '.join(fitting)}: say which the model was trained on (--feature-set)")
     tokenizer = Tokenizer(bert_dir)
-    cfg = ModelConfig(name=path.stem, feature_set=by_dim[feature_dim], similarity="dot",
+    cfg = ModelConfig(name=path.stem, feature_set=feature_set or fitting[0], similarity="dot",
                       video=_tower_from_shapes(state, "video_encoder.bert.", heads, path),
                       text=_tower_from_shapes(state, "text_encoder.", heads, path),
                       cls_token_id=tokenizer.cls_id, sep_token_id=tokenizer.sep_id, pad_token_id=tokenizer.pad_id)
