@@ -149,3 +149,18 @@ def test_rerun_resumes_from_latest_checkpoint(ray_local, sources, tmp_path):
     # rows logged after the restored checkpoint are dropped and redone; a restart from scratch would log 1, 2, ...
     assert all(b > a for a, b in itertools.pairwise(steps)), steps
     assert steps[-1] == 3 * (24 // 4)  # every planned step of the 3 epochs
+
+
+@pytest.mark.timeout(300)
+def test_the_input_check_of_a_large_manifest_keeps_no_features_in_the_driver(ray_local, poses_dir, tmp_path):
+    n = train.CHECK_IN_DRIVER_ROWS + 44  # more than the driver checks itself: featurised by Ray Data tasks
+    names = ["sad-colin", "house-colin-1", "library"]
+    pairs = pd.DataFrame({"pose": [str(poses_dir / f"{names[i % 3]}.pose") for i in range(n)],
+                          "text": [f"<en> <ase> {names[i % 3]}" for i in range(n)]})
+    pairs.loc[7, "pose"] = str(tmp_path / "gone.pose")
+    ok, rejected = train.check_inputs(pairs, "reduced_face", 0.25, keep_features=False)
+    assert "frames" not in ok.columns and list(ok["row"]) == [r for r in range(n) if r != 7]
+    assert list(rejected["pose"]) == [str(tmp_path / "gone.pose")] and "gone.pose" in rejected["error"].iloc[0]
+    with_features, _ = train.check_inputs(pairs, "reduced_face", 0.25)
+    assert with_features["length"].tolist() == ok["length"].tolist()
+    assert with_features["frames"].map(len).tolist() == [4 * 609 * length for length in ok["length"]]

@@ -95,16 +95,6 @@ def _count(batch: Batch) -> int:
     return len(next(iter(batch.values()))) if batch else 0
 
 
-def _message(e: BaseException) -> str:
-    # our own errors carry a full sentence; anything else gets its type for the reader
-    from signclip.pose.layout import PoseLayoutError
-    from signclip.pose.reader import PoseInputError
-
-    if isinstance(e, (PoseInputError, PoseLayoutError, FileNotFoundError)):
-        return str(e)
-    return f"{type(e).__name__}: {e}"
-
-
 # ------------------------------------------------------------------------------------------------ stages
 
 class PosesFromVideos:
@@ -144,7 +134,7 @@ class PosesFromVideos:
 def _features(batch: Batch, spec: RunSpec) -> tuple[Batch, list[np.ndarray | None]]:
     """Each clip's model features (None for texts and failures), and the batch with what was learnt."""
     from signclip.model.long_clips import windows
-    from signclip.pose.features import pose_features
+    from signclip.pose.features import feature_error, pose_features
 
     n = _count(batch)
     kinds, sources = _strings(batch, "kind", n), _strings(batch, "source", n)
@@ -166,7 +156,7 @@ def _features(batch: Batch, spec: RunSpec) -> tuple[Batch, list[np.ndarray | Non
         try:
             clip = pose_features(path, spec.feature_set, flip=spec.flip, anonymized=spec.anonymized)
         except Exception as e:  # noqa: BLE001 - one bad clip must not stop the run; the row says why
-            status[i], error[i] = FAILED, _message(e)
+            status[i], error[i] = FAILED, feature_error(e)
             log.warning("%s: %s", sources[i], error[i])
             continue
         clips[i] = clip
@@ -229,7 +219,9 @@ class EmbedActor:
                 try:
                     out[r] = embed([x])[0]
                 except Exception as e:  # noqa: BLE001
-                    status[r], error[r] = FAILED, f"embedding failed: {_message(e)}"
+                    from signclip.pose.features import feature_error
+
+                    status[r], error[r] = FAILED, f"embedding failed: {feature_error(e)}"
 
     def __call__(self, batch: Batch) -> Batch:
         if "features" in batch:  # featurised by tasks (GPU actors)

@@ -251,8 +251,10 @@ def train_loop(config: dict[str, Any]) -> None:
 
 
 # -- on the driver ---------------------------------------------------------------------------------------
-def check_inputs(pairs: pd.DataFrame, feature_set: str, data_cpus: float) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """Featurise every row once (no augmentation): the usable rows with their features, and the rejected ones."""
+def check_inputs(pairs: pd.DataFrame, feature_set: str, data_cpus: float,
+                 keep_features: bool = True) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Featurise every row once (no augmentation): the usable rows (with their features, unless
+    ``keep_features`` is false: a training corpus's features would not fit in the driver), and the rejected ones."""
     import ray.data
 
     rows = pairs[["pose", "text"]].assign(row=np.arange(len(pairs)))
@@ -260,8 +262,9 @@ def check_inputs(pairs: pd.DataFrame, feature_set: str, data_cpus: float) -> tup
     if len(rows) <= CHECK_IN_DRIVER_ROWS:
         out = pd.DataFrame(featurize_rows({c: rows[c].to_numpy() for c in rows}, **options))
     else:
-        out = ray.data.from_blocks(row_blocks(rows, TASK_ROWS)).map_batches(
-            featurize_rows, batch_size=TASK_ROWS, num_cpus=data_cpus, fn_kwargs=options).to_pandas()
+        featurized = ray.data.from_blocks(row_blocks(rows, TASK_ROWS)).map_batches(
+            featurize_rows, batch_size=TASK_ROWS, num_cpus=data_cpus, fn_kwargs=options)
+        out = (featurized if keep_features else featurized.drop_columns(["frames"])).to_pandas()
     out = out.sort_values("row").reset_index(drop=True)
     ok = out["error"] == ""
     rejected = pairs.loc[~ok.values, ["pose", "text"]].assign(error=out.loc[~ok, "error"].values)
@@ -329,7 +332,7 @@ def main(argv: list[str] | None = None) -> int:
               file=sys.stderr)
         return 2
     feature_set = _feature_set(cfg)
-    train_ok, rejected = check_inputs(train_pairs, feature_set, args.data_cpus)
+    train_ok, rejected = check_inputs(train_pairs, feature_set, args.data_cpus, keep_features=False)
     val_ok, val_rejected = check_inputs(val_pairs, feature_set, args.data_cpus)
     rejected = pd.concat([rejected.assign(manifest="train"), val_rejected.assign(manifest="val")])
     storage.makedirs(args.output)

@@ -25,7 +25,7 @@ from pose_format.numpy.pose_body import NumPyPoseBody
 from pose_format.pose_header import PoseHeader, PoseHeaderDimensions
 
 from signclip.pose.feature_sets import FeatureSet, feature_set
-from signclip.pose.layout import BODY_POINTS, LEG_POINTS, check_holistic
+from signclip.pose.layout import BODY_POINTS, LEG_POINTS, PoseLayoutError, check_holistic
 from signclip.pose.reader import PoseInputError, PoseSource, describe, read_pose
 from signclip.pose.variants import anonymize, mirror_if_left_handed
 
@@ -165,6 +165,14 @@ def _normalize_hand_3d(pose: Pose) -> Pose:
     data[pose.body.confidence == 0] = 0  # frames without the hand stay zero, not NaN or garbage
     pose.body.data = np.ma.array(data, mask=np.ma.getmaskarray(pose.body.data))
     return pose
+
+
+def feature_error(e: BaseException) -> str:
+    """What went wrong for one clip, as its failed row says it: our own errors are full sentences naming the
+    input; anything else (a bug, or a file of a shape nobody checked for) gets its type for the reader."""
+    if isinstance(e, (PoseInputError, PoseLayoutError, FileNotFoundError)):
+        return str(e)
+    return f"{type(e).__name__}: {e}"
 
 
 def pose_features(source: PoseSource, feature_set_name: str = "reduced_face", *, flip: bool = False,

@@ -13,7 +13,7 @@ import numpy as np
 import pandas as pd
 
 from signclip.pose.augment import Augmentation
-from signclip.pose.features import pose_features
+from signclip.pose.features import feature_error, pose_features
 
 
 def row_blocks(df: pd.DataFrame, rows_per_block: int) -> list[pd.DataFrame]:
@@ -37,10 +37,10 @@ def featurize_rows(batch: dict[str, np.ndarray], feature_set: str, augment: dict
             frames.append(x.tobytes())
             lengths.append(x.shape[0])
             errors.append("")
-        except (ValueError, OSError) as e:
+        except Exception as e:  # noqa: BLE001 - one bad clip is rejected with its reason, the rest go on
             frames.append(b"")
             lengths.append(0)
-            errors.append(str(e))
+            errors.append(feature_error(e))
     return {"frames": np.array(frames, dtype=object), "length": np.array(lengths, dtype=np.int64),
             "text": batch["text"], "row": batch["row"], "error": np.array(errors, dtype=object)}
 
