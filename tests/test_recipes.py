@@ -131,3 +131,20 @@ def test_a_recipe_trains_and_evaluates_on_real_poses(ray_local, poses_dir, tmp_p
     assert results["n_clips"] == 8 and results["n_texts"] == len(set(glosses.values()))
     assert 0.0 <= results["v2t"]["R1"] <= 1.0 and results["v2t"]["MedianR"] >= 1
     assert 0.0 <= results["few_shot"]["proto@1"] <= 1.0 and 0.0 <= results["few_shot"]["knn@1"] <= 1.0
+
+
+def test_a_resumed_run_keeps_its_dropout(tmp_path):
+    import torch
+
+    cfg = train.train_config(train.parse_args(["--train", "t.csv", "--val", "v.csv", "--output", "run",
+                                               "--preset", "tiny", "--dropout", "0"]))
+
+    def dropouts(model) -> set[float]:
+        return {m.p for m in model.modules() if isinstance(m, torch.nn.Dropout)} | \
+            {m.dropout_p for m in model.modules() if hasattr(m, "dropout_p")}
+
+    started = train.new_model(cfg)
+    assert dropouts(started) == {0.0}
+    started.save(str(tmp_path / "checkpoint"))  # the saved config keeps the preset's own dropout
+    assert dropouts(signclip.load(str(tmp_path / "checkpoint"))) == {0.1}
+    assert dropouts(train.resumed_model(cfg, str(tmp_path / "checkpoint"))) == {0.0}

@@ -123,12 +123,24 @@ def new_model(cfg: TrainConfig) -> SignCLIP:
         if cfg.video_layers:
             model_cfg.video.num_layers = cfg.video_layers
         model = signclip.create(model_cfg, bert=cfg.bert, seed=cfg.seed)
-    if cfg.dropout is not None:
+    return with_dropout(model, cfg.dropout)
+
+
+def resumed_model(cfg: TrainConfig, checkpoint_dir: str) -> SignCLIP:
+    """The model of a training checkpoint, with this run's --dropout (a model's saved config keeps its own)."""
+    import signclip
+
+    return with_dropout(signclip.load(checkpoint_dir), cfg.dropout)
+
+
+def with_dropout(model: SignCLIP, p: float | None) -> SignCLIP:
+    """``model`` with every dropout (attention and ``nn.Dropout``) at ``p``; unchanged for None."""
+    if p is not None:
         for module in model.modules():
             if hasattr(module, "dropout_p"):
-                module.dropout_p = cfg.dropout
+                module.dropout_p = p
             if module.__class__.__name__ == "Dropout":
-                module.p = cfg.dropout
+                module.p = p
     return model
 
 
@@ -149,7 +161,6 @@ def train_loop(config: dict[str, Any]) -> None:
     import ray.train.torch
     import torch
 
-    import signclip
     from signclip.training.batching import shard
     from signclip.training.step import (
         Stepper,
@@ -175,7 +186,7 @@ def train_loop(config: dict[str, Any]) -> None:
     state = None
     if checkpoint:
         with checkpoint.as_directory() as d:
-            model = signclip.load(d)
+            model = resumed_model(cfg, d)
             state = load_train_state(d)
         progress = state["progress"]
         log.info("rank %d: resuming at epoch %d, batch %d (step %d)", rank, progress["epoch"],
