@@ -148,3 +148,18 @@ def test_a_resumed_run_keeps_its_dropout(tmp_path):
     started.save(str(tmp_path / "checkpoint"))  # the saved config keeps the preset's own dropout
     assert dropouts(signclip.load(str(tmp_path / "checkpoint"))) == {0.1}
     assert dropouts(train.resumed_model(cfg, str(tmp_path / "checkpoint"))) == {0.0}
+
+
+def test_the_reference_loss_on_normalised_embeddings_is_refused_before_anything_runs(tmp_path, capsys):
+    from signclip.training.step import loss_mode
+
+    assert (loss_mode("auto", "dot"), loss_mode("auto", "cosine")) == ("reference", "clip")
+    assert (loss_mode("clip", "dot"), loss_mode("reference", "dot"), loss_mode("clip", "cosine")) == \
+        ("clip", "reference", "clip")
+    with pytest.raises(ValueError, match="--loss reference on a model with cosine similarity"):
+        loss_mode("reference", "cosine")
+    # tiny and small are cosine models; the manifests need not exist: this is refused first
+    assert train.main(["--train", str(tmp_path / "t.csv"), "--val", str(tmp_path / "v.csv"), "--output",
+                       str(tmp_path / "run"), "--preset", "tiny", "--loss", "reference"]) == 2
+    assert "--loss reference on a model with cosine similarity" in capsys.readouterr().err
+    assert not (tmp_path / "run").exists()

@@ -34,9 +34,10 @@ from signclip.training.batching import plan_epoch
 from signclip.training.data import decode_frames, featurize_rows, row_blocks
 from signclip.training.pairs import read_pairs
 from signclip.training.recipes import RECIPES, recipe
-from signclip.training.step import TrainConfig
+from signclip.training.step import TrainConfig, loss_mode
 
 if TYPE_CHECKING:
+    from signclip.model.config import ModelConfig
     from signclip.model.network import SignCLIP
 
 log = logging.getLogger("signclip.jobs.train")
@@ -282,15 +283,12 @@ def check_inputs(pairs: pd.DataFrame, feature_set: str, data_cpus: float,
     return out[ok].reset_index(drop=True), rejected
 
 
-def _feature_set(cfg: TrainConfig) -> str:
+def _starting_config(cfg: TrainConfig) -> ModelConfig:
+    """The config of the model the run starts from (--init's, else the preset's), as far as the driver needs it."""
     import signclip
     from signclip.model.checkpoint import read_config
 
-    if cfg.feature_set:
-        return cfg.feature_set
-    if cfg.init:
-        return read_config(cfg.init).feature_set
-    return signclip.preset(cfg.preset).feature_set
+    return read_config(cfg.init) if cfg.init else signclip.preset(cfg.preset)
 
 
 def write_curves(history: list[dict[str, Any]], run_dir: str) -> None:
@@ -328,6 +326,8 @@ def main(argv: list[str] | None = None) -> int:
 
     cfg = train_config(args)
     try:
+        starting = _starting_config(cfg)
+        loss_mode(cfg.loss, starting.similarity)
         train_pairs = read_pairs(args.train, prompt_template=args.prompt_template)
         val_pairs = read_pairs(args.val, prompt_template=args.prompt_template)
     except (ValueError, FileNotFoundError) as e:
@@ -342,7 +342,7 @@ def main(argv: list[str] | None = None) -> int:
               f"= {needed} CPUs, but this Ray has {cpus}: the data stage would starve. Lower --cpus-per-worker.",
               file=sys.stderr)
         return 2
-    feature_set = _feature_set(cfg)
+    feature_set = cfg.feature_set or starting.feature_set
     train_ok, rejected = check_inputs(train_pairs, feature_set, args.data_cpus, keep_features=False)
     val_ok, val_rejected = check_inputs(val_pairs, feature_set, args.data_cpus)
     rejected = pd.concat([rejected.assign(manifest="train"), val_rejected.assign(manifest="val")])

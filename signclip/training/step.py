@@ -61,9 +61,20 @@ class TrainConfig:
         return cls(**d)
 
 
+def loss_mode(loss: str, similarity: str) -> str:
+    """The loss for a model of ``similarity``: ``auto`` picks the one it was made for. The reference loss (no
+    temperature) on L2-normalised embeddings is refused: it collapses, and it leaves the model's logit scale
+    without a gradient, which DDP rejects on more than one worker."""
+    if loss == "auto":
+        return "reference" if similarity == "dot" else "clip"
+    if loss == "reference" and similarity == "cosine":
+        raise ValueError("--loss reference on a model with cosine similarity: logits in [-1, 1] without a "
+                         "temperature do not train (use --loss clip, or auto)")
+    return loss
+
+
 def loss_for(model: SignCLIP, cfg: TrainConfig, distributed: bool = True) -> ContrastiveLoss:
-    mode = cfg.loss if cfg.loss != "auto" else ("reference" if model.cfg.similarity == "dot" else "clip")
-    return ContrastiveLoss(mode, distributed=distributed)
+    return ContrastiveLoss(loss_mode(cfg.loss, model.cfg.similarity), distributed=distributed)
 
 
 def make_optimizer(model: nn.Module, cfg: TrainConfig) -> tuple[torch.optim.Optimizer, torch.optim.lr_scheduler.LambdaLR]:
