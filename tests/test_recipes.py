@@ -163,3 +163,24 @@ def test_the_reference_loss_on_normalised_embeddings_is_refused_before_anything_
                        str(tmp_path / "run"), "--preset", "tiny", "--loss", "reference"]) == 2
     assert "--loss reference on a model with cosine similarity" in capsys.readouterr().err
     assert not (tmp_path / "run").exists()
+
+
+def test_a_mixed_precision_step_computes_its_loss_in_float32(poses_dir):
+    import numpy as np
+    import torch
+
+    from signclip.pose.features import pose_features
+    from signclip.training.step import Stepper, batch_tensors, loss_for, make_optimizer
+
+    cfg = train.train_config(train.parse_args(["--train", "t.csv", "--val", "v.csv", "--output", "run",
+                                               "--preset", "tiny", "--precision", "bf16", "--batch-size", "2"]))
+    model = train.new_model(cfg)
+    loss = loss_for(model, cfg, distributed=False)
+    seen = []
+    loss.register_forward_pre_hook(lambda module, inputs: seen.append(
+        (torch.is_autocast_enabled("cpu"), [x.dtype for x in inputs])))
+    step = Stepper(model, loss, *make_optimizer(model, cfg), cfg, torch.device("cpu"))
+    assert step.dtype == torch.bfloat16
+    clips = [pose_features(str(poses_dir / f"{stem}.pose")) for stem in ("sad-colin", "library")]
+    assert np.isfinite(step(batch_tensors(model, clips, ["<en> <ase> sad", "<en> <bfi> library"], step.device)))
+    assert seen == [(False, [torch.float32] * 3)]  # the towers ran in bf16, the logits do not

@@ -125,7 +125,9 @@ class Stepper:
         self.optimizer.zero_grad(set_to_none=True)
         with self._autocast():
             video, text, scale = self.model(*tensors)  # the wrapper's forward: DDP syncs gradients
-            loss = self.loss(video.float(), text.float(), scale.float())
+        # outside autocast, which would run the logits' matmul in bf16 again (raw-dot logits near 100 then
+        # move in steps of 0.5)
+        loss = self.loss(video.float(), text.float(), scale.float())
         self.scaler.scale(loss).backward()
         self.scaler.unscale_(self.optimizer)
         if self.cfg.clip_grad_norm > 0:
