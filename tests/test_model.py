@@ -264,3 +264,16 @@ def test_recipes_fill_training_defaults():
     args = parse_args(["--train", "t.csv", "--val", "v.csv", "--output", "r", "--recipe", "islr-v0",
                        "--batch-size", "8"])
     assert args.feature_set == "islr_face" and args.batch_size == 8 and args.temporal_std == 0.0
+
+
+def test_pooling_averages_in_float32_under_bf16():
+    from signclip.model.network import _masked_mean
+
+    # 257 pooled positions (a full 256-frame clip + SEP): a count bf16 cannot hold (it rounds to 256)
+    hidden = torch.ones(1, 258, 4, dtype=torch.bfloat16)
+    hidden[0, 1] = 2.0
+    mask = torch.ones(1, 258, dtype=torch.bool)
+    mask[0, 0] = False  # e.g. [CLS], not pooled
+    pooled = _masked_mean(hidden, mask)
+    assert pooled.dtype == torch.float32
+    torch.testing.assert_close(pooled, torch.full((1, 4), 258 / 257), rtol=0, atol=1e-6)

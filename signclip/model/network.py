@@ -75,8 +75,9 @@ class TextTower(Bert):
 
 
 def _masked_mean(hidden: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-    weights = mask.to(hidden.dtype).unsqueeze(-1)
-    return (hidden * weights).sum(1) / weights.sum(1)
+    # in float32: under CPU bf16 autocast the hidden states are bf16, where a count of 257 rounds to 256
+    weights = mask.to(torch.float32).unsqueeze(-1)
+    return (hidden.float() * weights).sum(1) / weights.sum(1)
 
 
 class SignCLIP(nn.Module):
