@@ -29,13 +29,15 @@ COMMANDS: dict[str, tuple[str, str]] = {
 
 def import_checkpoint(argv: list[str] | None = None) -> int:
     from signclip.jobs import contract
+    from signclip.pose.feature_sets import FEATURE_SETS
 
     parser = argparse.ArgumentParser(prog="signclip import-checkpoint", description=COMMANDS["import-checkpoint"][1])
     parser.add_argument("checkpoint", help="the released checkpoint_best.pt")
     parser.add_argument("--bert", required=True, help="directory of the BERT it was built from (config.json, vocab.txt)")
     contract.add_output(parser, help="directory to write the native model to", old="--out")
-    parser.add_argument("--feature-set", help="the features the model was trained on (default: the one of the "
-                        "size its first layer takes; needed for 63, right_hand or right_hand_3d)")
+    parser.add_argument("--feature-set", choices=sorted(FEATURE_SETS),
+                        help="the features the model was trained on (default: the one of the size its first layer "
+                             "takes; a hand-only model, 63, needs right_hand or right_hand_3d)")
     args = parser.parse_args(argv)
     contract.check_output(parser, args)
     from signclip.model.checkpoint import CheckpointError

@@ -84,10 +84,12 @@ def from_fairseq(checkpoint: str | os.PathLike, bert: str | os.PathLike,
         raise CheckpointError(f"{path}: missing keys: {FAIRSEQ_PREFIX}{mlp}")
     feature_dim = state[mlp].shape[1]
     fitting = [name for name, fs in FEATURE_SETS.items() if fs.dim == feature_dim]
+    if feature_set is not None and feature_set not in FEATURE_SETS:
+        raise CheckpointError(f"unknown feature set {feature_set!r}; known: {', '.join(FEATURE_SETS)}")
     if feature_set is not None and feature_set not in fitting:
         raise CheckpointError(f"{path}: {mlp} takes {feature_dim} features per frame, not the "
-                              f"{FEATURE_SETS[feature_set].dim if feature_set in FEATURE_SETS else '?'} of "
-                              f"feature set {feature_set!r}" + (f"; it fits {', '.join(fitting)}" if fitting else ""))
+                              f"{FEATURE_SETS[feature_set].dim} of feature set {feature_set!r}"
+                              + (f"; it fits {', '.join(fitting)}" if fitting else ""))
     if not fitting:
         raise CheckpointError(f"{path}: {mlp} takes {feature_dim} features per frame; known feature sets: "
                               + ", ".join(f"{name} ({fs.dim})" for name, fs in FEATURE_SETS.items()))
