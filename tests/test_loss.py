@@ -87,8 +87,12 @@ def test_two_workers_equal_one_worker_on_global_batch(mode):
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
-    out = mp.Manager().dict()
-    mp.spawn(_worker, args=(2, port, mode, out), nprocs=2, join=True)
+    # a manager process started by fork (the default) copies this process's Ray client mid-flight, and Ray's
+    # shutdown at the end of the session then hangs; spawned, and shut down here, it copies nothing
+    with mp.get_context("spawn").Manager() as manager:
+        shared = manager.dict()
+        mp.spawn(_worker, args=(2, port, mode, shared), nprocs=2, join=True)
+        out = dict(shared)
     loss, grads = _single(mode)
     assert len(grads) == (4 if mode == "reference" else 5)
     for rank in range(2):
