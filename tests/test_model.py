@@ -277,3 +277,14 @@ def test_pooling_averages_in_float32_under_bf16():
     pooled = _masked_mean(hidden, mask)
     assert pooled.dtype == torch.float32
     torch.testing.assert_close(pooled, torch.full((1, 4), 258 / 257), rtol=0, atol=1e-6)
+
+
+def test_creating_a_model_leaves_the_callers_random_state_alone():
+    torch.manual_seed(123)
+    expected = torch.rand(3)
+    torch.manual_seed(123)
+    a = signclip.create("tiny", seed=7)
+    assert torch.equal(torch.rand(3), expected)
+    b = signclip.create("tiny", seed=7)
+    for name, value in a.state_dict().items():  # and the seed still decides the weights
+        assert torch.equal(b.state_dict()[name], value), name

@@ -194,6 +194,8 @@ def train_loop(config: dict[str, Any]) -> None:
                  progress["batch_in_epoch"], progress["step"])
     else:
         model = new_model(cfg)
+    # dropout's random stream: this run's seed, this worker, and the step it starts (or resumes) at
+    torch.manual_seed(int(np.random.SeedSequence([cfg.seed, rank, progress["step"]]).generate_state(1)[0]))
     model.to(device)
     ddp = ray.train.torch.prepare_model(model)  # DDP on >1 workers: call ddp(...), never its towers
     optimizer, scheduler = make_optimizer(ddp, cfg)

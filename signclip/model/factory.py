@@ -94,8 +94,9 @@ def create(name_or_config: str | ModelConfig = "small", bert: str | os.PathLike 
     tokenizer = Tokenizer(bert or minilm_dir(), cfg.max_text_tokens)
     cfg.cls_token_id, cfg.sep_token_id, cfg.pad_token_id = tokenizer.cls_id, tokenizer.sep_id, tokenizer.pad_id
     cfg.video.vocab_size = cfg.text.vocab_size = tokenizer.vocab_size
-    torch.manual_seed(seed)
-    with _BUILDING:
+    # the seed is this model's: the caller's random state is left as it was
+    with _BUILDING, torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
         model = SignCLIP(cfg, tokenizer)
     if bert is not None:
         _init_from_bert(model, Path(bert))
