@@ -24,14 +24,17 @@ def index(tmp_path_factory, poses_dir) -> dict:
     return {"dir": write_corpus(work, poses_dir, model_dir), "model": model_dir, "work": work}
 
 
-@pytest.fixture(scope="module")
-def client(index):
+def _client(settings: dict):
     from fastapi.testclient import TestClient
 
-    settings = ServiceSettings.from_mapping({"models": {"default": str(index["model"])},
-                                            "indexes": {"asl": index["dir"]}, "enable_video": False,
-                                            "max_upload_bytes": 4 << 20, "max_k": 20})
+    settings = ServiceSettings.from_mapping(settings)
     return TestClient(create_app(LocalBackend(settings), settings, token="s3cret"))
+
+
+@pytest.fixture(scope="module")
+def client(index):
+    return _client({"models": {"default": str(index["model"])}, "indexes": {"asl": index["dir"]},
+                    "enable_video": False, "max_upload_bytes": 4 << 20, "max_k": 20})
 
 
 AUTH = {"Authorization": "Bearer s3cret"}
@@ -94,17 +97,13 @@ def test_a_clips_pose_file_and_nothing_outside_the_index(client, poses_dir):
 
 
 def test_a_clip_whose_pose_file_this_server_cannot_read_is_a_404_that_says_so(index, poses_dir, caplog):
-    from fastapi.testclient import TestClient
-
     work = index["work"] / "moved"
     work.mkdir()
     gone = work / "gone.pose"  # e.g. a path on the embedding run's own disk, seen from another node
     gone.write_bytes((poses_dir / "library.pose").read_bytes())
     corpus = write_corpus(work, poses_dir, index["model"], extra={"gone": gone})
     gone.unlink()
-    settings = ServiceSettings.from_mapping({"models": {"default": str(index["model"])},
-                                            "indexes": {"moved": corpus}, "enable_video": False})
-    moved = TestClient(create_app(LocalBackend(settings), settings, token="s3cret"))
+    moved = _client({"models": {"default": str(index["model"])}, "indexes": {"moved": corpus}, "enable_video": False})
     with caplog.at_level("WARNING", logger="signclip.api.backend"):
         r = moved.get("/v1/poses/moved/gone", headers=AUTH)
     assert r.status_code == 404, r.text

@@ -21,8 +21,7 @@ def list_inputs(source: str, path_column: str = "path",
     """The videos ``source`` names, as ``(id or None, path)`` pairs, and the root their output paths mirror."""
     if manifests.is_manifest(source):
         table = manifests.read_manifest(source)
-        if path_column not in table.columns:
-            raise ValueError(f"{source}: no {path_column!r} column (columns: {list(table.columns)})")
+        path_column = manifests.clip_column(list(table.columns), source, path_column)
         # an empty id falls back to the video's path, as in the embed job
         ids = [manifests.text_cell(v) or None for v in table[id_column]] if id_column in table.columns \
             else [None] * len(table)

@@ -57,8 +57,8 @@ def _integer(text: str, least: int, expected: str) -> int:
     try:
         value = int(text)
     except ValueError:
-        value = least - 1
-    if value < least:
+        value = None
+    if value is None or value < least:
         raise argparse.ArgumentTypeError(f"{text!r}: expected {expected}")
     return value
 

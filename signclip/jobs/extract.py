@@ -154,8 +154,8 @@ def _extract_stage(dataset: Any, config: ExtractConfig, low: int, initial: int, 
 
 def _lost_row(task: VideoTask, attempts: int) -> dict[str, Any]:
     return {"id": task.id, "video_path": task.video_path, "pose_path": None, "seconds": 0.0,
-            "status": ItemStatus.FAILED, "warning": "", "worker": "", "error": lost_error("extracting this video",
-                                                                                        attempts)}
+            "status": ItemStatus.FAILED, "warning": "", "worker": "",
+            "error": lost_error("extracting this video", attempts)}
 
 
 def run(config: ExtractConfig, on_row: Callable[[dict[str, Any]], None] | None = None) -> ExtractSummary:

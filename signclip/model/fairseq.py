@@ -16,6 +16,7 @@ from signclip.model.config import ModelConfig, TowerConfig
 from signclip.model.network import SignCLIP
 from signclip.model.tokenizer import Tokenizer
 from signclip.pose.feature_sets import FEATURE_SETS
+from signclip.pose.feature_sets import feature_set as named_feature_set
 
 log = logging.getLogger(__name__)
 
@@ -84,12 +85,15 @@ def from_fairseq(checkpoint: str | os.PathLike, bert: str | os.PathLike,
         raise CheckpointError(f"{path}: missing keys: {FAIRSEQ_PREFIX}{mlp}")
     feature_dim = state[mlp].shape[1]
     fitting = [name for name, fs in FEATURE_SETS.items() if fs.dim == feature_dim]
-    if feature_set is not None and feature_set not in FEATURE_SETS:
-        raise CheckpointError(f"unknown feature set {feature_set!r}; known: {', '.join(FEATURE_SETS)}")
-    if feature_set is not None and feature_set not in fitting:
-        raise CheckpointError(f"{path}: {mlp} takes {feature_dim} features per frame, not the "
-                              f"{FEATURE_SETS[feature_set].dim} of feature set {feature_set!r}"
-                              + (f"; it fits {', '.join(fitting)}" if fitting else ""))
+    if feature_set is not None:
+        try:
+            wanted = named_feature_set(feature_set)
+        except ValueError as e:
+            raise CheckpointError(str(e)) from None
+        if wanted.dim != feature_dim:
+            fits = f"; it fits {', '.join(fitting)}" if fitting else ""
+            raise CheckpointError(f"{path}: {mlp} takes {feature_dim} features per frame, not the {wanted.dim} "
+                                  f"of feature set {feature_set!r}{fits}")
     if not fitting:
         raise CheckpointError(f"{path}: {mlp} takes {feature_dim} features per frame; known feature sets: "
                               + ", ".join(f"{name} ({fs.dim})" for name, fs in FEATURE_SETS.items()))
