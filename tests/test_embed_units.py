@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import re
 from pathlib import Path
@@ -331,3 +332,15 @@ def test_pending_skips_written_ids_and_retries_failed_ones_on_request(tmp_path, 
     opts.flip = True
     with pytest.raises(InputError, match="made with flip=False, this run uses flip=True"):
         pending(items, opts, fields)
+
+
+def test_the_summary_line_says_where_the_failures_are_explained():
+    from signclip.jobs.embed import EmbedSummary
+
+    summary = EmbedSummary(run_id="r", output="s3://b/emb", model="m", model_name="tiny", model_hash="h", items=7,
+                           skipped=0, ok=5, failed=2, seconds=3.8, clips_per_s=1.8, shards=3, total_ok=5,
+                           total_failed=2, resources={})
+    assert summary.line().endswith("holds 5 ok / 2 failed; why each failed: s3://b/emb/manifest.parquet "
+                                   "(error column)")
+    clean = dataclasses.replace(summary, failed=0, total_failed=0, ok=7, total_ok=7)
+    assert clean.line().endswith("holds 7 ok / 0 failed")

@@ -109,9 +109,12 @@ class EmbedSummary:
     resources: dict
 
     def line(self) -> str:
+        # the workers' own warnings do not reach the driver: say where each failure's reason is
+        why = (f"; why each failed: {storage.join(self.output, embedding_store.MANIFEST)} (error column)"
+               if self.total_failed else "")
         return (f"{self.ok} ok, {self.failed} failed, {self.skipped} skipped (already done) of {self.items} items "
                 f"in {self.seconds:.1f}s ({self.clips_per_s:.2f} clips/s); output {self.output} holds "
-                f"{self.total_ok} ok / {self.total_failed} failed")
+                f"{self.total_ok} ok / {self.total_failed} failed{why}")
 
 
 # ------------------------------------------------------------------------------------------------ planning
