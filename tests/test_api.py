@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import dataclasses
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -33,6 +35,38 @@ def test_parse_models_forms_and_errors():
         parse_models(["nodir"])
     with pytest.raises(ValueError, match="given twice"):
         parse_models("a=x,a=y")
+
+
+def test_settings_pin_each_model_as_it_is_when_the_app_is_built(tmp_path, s3_bucket, monkeypatch):
+    """Every replica loads the model the settings were made with: one started after a model was replaced in
+    place (an autoscaled replica, a restarted one, one on another node) refuses to start, never serves another."""
+    from signclip.io import model_cache, storage
+
+    monkeypatch.setenv("SIGNCLIP_CACHE", str(tmp_path / "cache"))
+    local, url = tmp_path / "local", f"{s3_bucket}/models/served"
+    signclip.create("tiny", seed=1).save(str(local))
+    storage.put_dir(str(local), url)
+    first = model_cache.fingerprint(local)
+    settings = ServiceSettings.from_mapping({"models": {"default": url, "here": str(local)}, "enable_video": False})
+    assert settings.model_fingerprints == {"default": first, "here": first}
+    signclip.create("tiny", seed=2).save(str(local))
+    storage.put_dir(str(local), url)
+    second = model_cache.fingerprint(local)
+    with pytest.raises(model_cache.ModelFetchError, match=f"{local} now holds model {second}, not the expected"):
+        LocalBackend(settings)
+    # this node's cache still holds the pinned model, so a replica here serves it; a fresh node cannot
+    remote_only = dataclasses.replace(settings, models={"default": url},
+                                      model_fingerprints={"default": first})
+    assert asyncio.run(LocalBackend(remote_only).models())["default"].fingerprint == first
+    shutil.rmtree(tmp_path / "cache")
+    with pytest.raises(model_cache.ModelFetchError, match=f"{url} now holds model {second}, not the expected {first}"):
+        LocalBackend(remote_only)
+    # a config may pin a model itself: nothing is fetched to hash it, and the pin is kept
+    shutil.rmtree(tmp_path / "cache")
+    pinned = ServiceSettings.from_mapping({"models": {"default": url}, "model_fingerprints": {"default": first}})
+    assert pinned.model_fingerprints == {"default": first} and not (tmp_path / "cache").exists()
+    with pytest.raises(ValueError, match=r"model_fingerprints name models that are not served: \['other'\]"):
+        ServiceSettings.from_mapping({"models": {"default": url}, "model_fingerprints": {"other": first}})
 
 
 def test_settings_from_mapping_and_environment(model_dir, tmp_path):

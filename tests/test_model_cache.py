@@ -71,6 +71,25 @@ def test_the_expected_model_or_an_error_never_another(tmp_path, s3_bucket, cache
     assert signclip.load(url, fingerprint=fp) is not None
 
 
+def test_a_local_model_other_than_expected_is_refused(tmp_path, cache):
+    """On nodes that share no disk one path can hold another model on each node: a job that planned with one
+    model, or a service pinned to one, must not load another from the same path."""
+    local = tmp_path / "m"
+    signclip.create("tiny", seed=4).save(str(local))
+    planned = model_cache.fingerprint(local)
+    assert model_cache.local_model(str(local), expected=planned) == str(local)
+    assert model_cache.local_model_and_fingerprint(str(local), expected=planned) == (str(local), planned)
+    signclip.create("tiny", seed=5).save(str(local))
+    now = model_cache.fingerprint(local)
+    for call in (model_cache.local_model, model_cache.local_model_and_fingerprint):
+        with pytest.raises(model_cache.ModelFetchError, match=f"{local} now holds model {now}, not the expected "
+                                                              f"{planned}"):
+            call(str(local), expected=planned)
+    with pytest.raises(CheckpointError, match=f"not the expected {planned}"):
+        signclip.load(local, fingerprint=planned)
+    assert model_cache.local_model(str(local)) == str(local)  # nothing expected: not hashed, not refused
+
+
 def test_a_corrupt_or_partial_download_is_never_used(tmp_path, s3_bucket, cache, monkeypatch):
     url = f"{s3_bucket}/models/partial"
     fp = _upload(signclip.create("tiny", seed=4), tmp_path / "m", url)

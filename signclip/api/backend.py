@@ -14,7 +14,7 @@ import asyncio
 import importlib.metadata
 import logging
 import threading
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Literal, Protocol
 
@@ -64,10 +64,11 @@ class Backend(Protocol):
     async def pose_file(self, index: str, clip_id: str) -> bytes | Rejected | None: ...
 
 
-def load_models(locations: dict[str, str], precision: str = "fp32", device: str | None = None
-                ) -> dict[str, LoadedModel]:
+def load_models(locations: dict[str, str], precision: str = "fp32", device: str | None = None,
+                fingerprints: Mapping[str, str] | None = None) -> dict[str, LoadedModel]:
     """Load every model, local or fetched from object storage into this node's cache (strict loading; an
-    unusable model raises ``CheckpointError`` naming it), onto ``device`` (default: the GPU if torch sees one)."""
+    unusable model raises ``CheckpointError`` naming it), onto ``device`` (default: the GPU if torch sees one).
+    A model named in ``fingerprints`` must be exactly that one (``ModelFetchError`` otherwise)."""
     import torch
 
     from signclip.io.model_cache import local_model_and_fingerprint
@@ -76,7 +77,7 @@ def load_models(locations: dict[str, str], precision: str = "fp32", device: str 
     device = device or ("cuda" if torch.cuda.is_available() else "cpu")
     loaded = {}
     for name, location in locations.items():
-        directory, fingerprint = local_model_and_fingerprint(location)
+        directory, fingerprint = local_model_and_fingerprint(location, (fingerprints or {}).get(name))
         model = load(directory, device=device)
         cfg = model.cfg
         info = ModelInfo(name=name, preset=cfg.name, embedding_dim=cfg.embedding_dim, feature_set=cfg.feature_set,
@@ -230,7 +231,7 @@ class LocalBackend:
 
     def __init__(self, settings: ServiceSettings):
         self.settings = settings
-        self._models = load_models(settings.models, settings.precision)
+        self._models = load_models(settings.models, settings.precision, fingerprints=settings.model_fingerprints)
         self._indexes = load_indexes(settings)
         self._runner: Any = None
         self._video_lock = threading.Lock()

@@ -53,6 +53,9 @@ class ServiceSettings:
     """Models by name and the request limits; the same object configures every deployment."""
 
     models: dict[str, str] = field(default_factory=dict)  # model name -> native model directory or URL
+    # model name -> the fingerprint every replica must load (from_mapping pins what each model is when the app
+    # is built, so a replica started after a model was replaced in place refuses to start instead of serving it)
+    model_fingerprints: dict[str, str] = field(default_factory=dict)
     default_model: str = ""  # the model used when a request names none ("" -> "default" if listed, else the first)
     max_items: int = 64  # texts per request (original API, /v1/embeddings, /score)
     max_poses: int = 16  # poses per request (JSON or multipart)
@@ -96,6 +99,9 @@ class ServiceSettings:
             raise ValueError(f"layout {self.layout!r}: expected one of {list(LAYOUTS)}")
         if self.search_mode not in ("auto", "exact", "approximate"):
             raise ValueError(f"search_mode {self.search_mode!r}: expected auto, exact or approximate")
+        unpinned = sorted(set(self.model_fingerprints) - set(self.models))
+        if unpinned:
+            raise ValueError(f"model_fingerprints name models that are not served: {unpinned}")
         unknown = sorted(set(self.index_models) - set(self.indexes))
         if unknown:
             raise ValueError(f"index_models name indexes that are not served: {unknown}")
@@ -117,7 +123,8 @@ class ServiceSettings:
 
         Models are directories or URLs (``s3://...``); relative directories are resolved against ``base_dir``
         (the current directory by default), and every model must hold a native model (``config.json`` +
-        ``model.safetensors``).
+        ``model.safetensors``). Each model is pinned to its fingerprint as it is now (a remote one is fetched
+        into this node's cache to be hashed), unless ``model_fingerprints`` names one already.
         """
         args = dict(args or {})
         env = os.environ if environ is None else environ
@@ -138,6 +145,8 @@ class ServiceSettings:
                 args[key] = parse_models(args[key], "index")
         settings = cls(**args)
         settings.models = {name: resolve_model(d, base_dir) for name, d in settings.models.items()}
+        settings.model_fingerprints = {name: settings.model_fingerprints.get(name) or pin_model(location)
+                                       for name, location in settings.models.items()}
         settings.indexes = {name: resolve_index(d, base_dir) for name, d in settings.indexes.items()}
         settings.index_models = {name: resolve_model(d, base_dir) for name, d in settings.index_models.items()}
         return settings
@@ -178,6 +187,19 @@ def resolve_model(location: str, base_dir: str | os.PathLike | None = None) -> s
         raise ValueError(f"model directory {location!r} ({path}) holds no native SignCLIP model "
                          f"(needs {CONFIG} and {WEIGHTS}; see `signclip import-checkpoint`)")
     return str(path)
+
+
+def pin_model(location: str) -> str:
+    """The fingerprint of the model at ``location`` now; ``ValueError`` naming it when it cannot be read."""
+    from signclip.io.model_cache import ModelFetchError, local_model_and_fingerprint
+
+    try:
+        return local_model_and_fingerprint(location)[1]
+    except ModelFetchError as e:
+        raise ValueError(str(e)) from e
+    except OSError as e:
+        raise ValueError(f"model {location!r}: cannot read it to pin its fingerprint "
+                         f"({type(e).__name__}: {e})") from e
 
 
 def resolve_index(location: str, base_dir: str | os.PathLike | None = None) -> str:

@@ -59,12 +59,16 @@ def fingerprint(directory: str | os.PathLike) -> str:
 def local_model(location: str, expected: str | None = None) -> str:
     """A local directory holding the model at ``location``.
 
-    A local path is returned as it is (absolute). A URL is fetched into this node's cache unless the cache
-    already holds what the URL holds now (or, with ``expected``, that exact model). Raises
-    ``ModelFetchError`` when the URL holds nothing, or holds a model other than ``expected``.
+    A local path is returned as it is (absolute), after hashing it when a model is ``expected``. A URL is
+    fetched into this node's cache unless the cache already holds what the URL holds now (or, with
+    ``expected``, that exact model). Raises ``ModelFetchError`` when the URL holds nothing, or when the model
+    found is not ``expected``.
     """
     if not storage.is_remote(location):
-        return os.path.abspath(location)
+        directory = os.path.abspath(location)
+        if expected:
+            _check_expected(location, fingerprint(directory), expected)
+        return directory
     root = cache_root()
     if expected and (root / expected).is_dir():
         return str(root / expected)
@@ -76,17 +80,31 @@ def local_model(location: str, expected: str | None = None) -> str:
             known = _fetch(location, listing, root)
             storage.write_bytes_atomic(str(root / "sources" / f"{key}.json"), json.dumps(
                 {"url": location, "listing": listing, "fingerprint": known}, indent=1).encode())
-    if expected and known != expected:
-        raise ModelFetchError(f"{location} now holds model {known}, not the expected {expected}: it was replaced "
-                              "while this job ran; rerun the job to use the new model")
+    if expected:
+        _check_expected(location, known, expected)
     return str(root / known)
 
 
 def local_model_and_fingerprint(location: str, expected: str | None = None) -> tuple[str, str]:
     """:func:`local_model` and the model's :func:`fingerprint`; a fetched model's directory is named by it,
-    so only a local directory is hashed."""
-    directory = local_model(location, expected)
-    return directory, (Path(directory).name if storage.is_remote(location) else fingerprint(directory))
+    so only a local directory is hashed (once)."""
+    if storage.is_remote(location):
+        directory = local_model(location, expected)
+        return directory, Path(directory).name
+    directory = os.path.abspath(location)
+    found = fingerprint(directory)
+    if expected:
+        _check_expected(location, found, expected)
+    return directory, found
+
+
+def _check_expected(location: str, found: str, expected: str) -> None:
+    # a local path names another model where it was rewritten, or where this node's copy differs from the one
+    # the job was planned with (nodes that share no disk)
+    if found != expected:
+        raise ModelFetchError(f"{location} now holds model {found}, not the expected {expected}: it was replaced "
+                              "after the job (or service) started, or this node's copy differs; rerun to use "
+                              "the model it holds now")
 
 
 def _listing(location: str) -> list[list[Any]]:

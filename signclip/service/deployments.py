@@ -92,7 +92,7 @@ def _device() -> str:
 def _load_here(settings: ServiceSettings, holder: str) -> dict[str, LoadedModel]:
     """Every served model, loaded in this replica with its torch threads set."""
     threads = _set_torch_threads(settings)
-    models = load_models(settings.models, settings.precision, _device())
+    models = load_models(settings.models, settings.precision, _device(), settings.model_fingerprints)
     log.info("%s ready: models %s, %d torch threads", holder, sorted(models), threads)
     return models
 
