@@ -145,6 +145,36 @@ def test_save_load_round_trip(tiny, paths, tmp_path):
     assert Embedder(loaded).max_batch_frames == CPU_BATCH_FRAMES * (768 // 32)  # narrow: more frames a pass
 
 
+def test_a_save_interrupted_midway_leaves_the_model_that_was_there(tmp_path, monkeypatch):
+    """Training rewrites best/ whenever validation improves: a crash, or a reader, mid-save must meet a whole
+    model, never weights cut short."""
+    import safetensors.torch
+
+    from signclip.model import checkpoint
+
+    saved = tmp_path / "best"
+    first, second = signclip.create("tiny", seed=1), signclip.create("tiny", seed=2)
+    first.save(saved)
+    texts = ["<en> <ase> house"]
+
+    def crash(state, filename, metadata=None):
+        with open(filename, "wb") as f:
+            f.write(b"\0" * 1000)  # part of the file, then the node dies
+        raise OSError("No space left on device")
+
+    monkeypatch.setattr(safetensors.torch, "save_file", crash)
+    with pytest.raises(OSError, match="No space left"):
+        second.save(saved)
+    np.testing.assert_array_equal(signclip.load(saved).embed_texts(texts), first.embed_texts(texts))
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["best"]  # no staging folder left behind
+    monkeypatch.undo()
+    inode = (saved / checkpoint.WEIGHTS).stat().st_ino
+    second.save(saved)
+    assert (saved / checkpoint.WEIGHTS).stat().st_ino != inode  # replaced in one rename, not rewritten in place
+    np.testing.assert_array_equal(signclip.load(saved).embed_texts(texts), second.embed_texts(texts))
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["best"]
+
+
 def test_loading_skips_initialisation_without_changing_what_others_build(tiny, tmp_path, monkeypatch):
     """A load neither initialises weights it replaces nor imports ``torch._dynamo`` (2.3 s of CPU in each actor or
     replica that loads, when it built on the meta device), and leaves ``torch.nn.init`` as it found it, even when

@@ -199,10 +199,9 @@ def train_loop(config: dict[str, Any]) -> None:
     model.to(device)
     ddp = ray.train.torch.prepare_model(model)  # DDP on >1 workers: call ddp(...), never its towers
     optimizer, scheduler = make_optimizer(ddp, cfg)
-    if state:
-        optimizer.load_state_dict(state["optimizer"])
-        scheduler.load_state_dict(state["scheduler"])
     step = Stepper(ddp, loss_for(model, cfg), optimizer, scheduler, cfg, device)
+    if state:
+        step.load_state_dict(state)
 
     local_batch = cfg.global_batch_size // world
     texts = train_pairs["text"].tolist()
@@ -223,7 +222,7 @@ def train_loop(config: dict[str, Any]) -> None:
             return
         with tempfile.TemporaryDirectory() as tmp:
             if rank == 0:
-                save_checkpoint(tmp, model, optimizer, scheduler, dict(progress))
+                save_checkpoint(tmp, model, step, dict(progress))
             ray.train.report(metrics, checkpoint=ray.train.Checkpoint.from_directory(tmp) if rank == 0 else None)
 
     for epoch in range(progress["epoch"], cfg.epochs):

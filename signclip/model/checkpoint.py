@@ -7,6 +7,8 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
+import tempfile
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -85,20 +87,32 @@ def save(model: "SignCLIP", directory: str | os.PathLike) -> None:
     if model.tokenizer is None:
         raise ValueError("cannot save a model without a tokenizer")
     if storage.is_remote(str(directory)):
-        import tempfile
-
         with tempfile.TemporaryDirectory() as tmp:
-            _save_local(model, Path(tmp))
+            _write_files(model, Path(tmp))
             storage.put_dir(tmp, str(directory))
     else:
         _save_local(model, Path(directory))
 
 
 def _save_local(model: "SignCLIP", target: Path) -> None:
+    """Written beside ``target``, then moved in file by file: a reader, or a crash, in the middle of a save
+    (training rewrites ``best/`` each time validation improves) meets each file whole, the old one or the
+    new one, never part of one. The weights move last, after the config and vocabulary they go with."""
+    target.mkdir(parents=True, exist_ok=True)
+    target = target.resolve()  # "." has no name or parent to stage beside
+    staging = Path(tempfile.mkdtemp(prefix=f".{target.name}.saving-", dir=target.parent))
+    try:
+        _write_files(model, staging)
+        for name in sorted(os.listdir(staging), key=lambda n: n == WEIGHTS):
+            os.replace(staging / name, target / name)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+
+
+def _write_files(model: "SignCLIP", target: Path) -> None:
     import torch
     from safetensors.torch import save_file
 
-    target.mkdir(parents=True, exist_ok=True)
     state = {k: v.detach().to("cpu", torch.float32).contiguous() for k, v in model.state_dict().items()}
     save_file(state, str(target / WEIGHTS), metadata={"format": FORMAT})
     (target / CONFIG).write_text(json.dumps({"format": FORMAT, "model": model.cfg.to_dict()}, indent=2))

@@ -132,10 +132,27 @@ class Stepper:
         self.scaler.unscale_(self.optimizer)
         if self.cfg.clip_grad_norm > 0:
             torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.cfg.clip_grad_norm)
+        scale = self.scaler.get_scale()
         self.scaler.step(self.optimizer)
         self.scaler.update()
-        self.scheduler.step()
+        # fp16: a step whose gradients overflowed was skipped (and the scale lowered); the schedule counts the
+        # steps taken, so warm-up is not cut short by the first steps' overflows
+        if self.scaler.get_scale() >= scale:
+            self.scheduler.step()
         return float(loss.detach())
+
+    def state_dict(self) -> dict[str, Any]:
+        """What a resumed run needs besides the weights: the optimiser, the schedule and fp16's loss scale."""
+        return {"optimizer": self.optimizer.state_dict(), "scheduler": self.scheduler.state_dict(),
+                "scaler": self.scaler.state_dict()}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.optimizer.load_state_dict(state["optimizer"])
+        self.scheduler.load_state_dict(state["scheduler"])
+        # empty from a run without fp16 (a disabled scaler saves nothing), absent from older checkpoints: a
+        # resumed fp16 run then starts from the default scale, as a new one does
+        if state.get("scaler") and self.scaler.is_enabled():
+            self.scaler.load_state_dict(state["scaler"])
 
 
 def validate(model: SignCLIP, clips: Sequence[np.ndarray], texts: Sequence[str], cfg: TrainConfig,
@@ -159,14 +176,13 @@ def validate(model: SignCLIP, clips: Sequence[np.ndarray], texts: Sequence[str],
 STATE_FILE = "train_state.pt"
 
 
-def save_checkpoint(directory: str, model: SignCLIP, optimizer: torch.optim.Optimizer,
-                    scheduler: torch.optim.lr_scheduler.LambdaLR, progress: dict[str, Any]) -> None:
+def save_checkpoint(directory: str, model: SignCLIP, stepper: Stepper, progress: dict[str, Any]) -> None:
     """A training checkpoint = a native model directory (``signclip.load`` opens it) + ``train_state.pt``."""
     model.save(directory)
-    torch.save({"optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(), "progress": progress},
-               f"{directory}/{STATE_FILE}")
+    torch.save({**stepper.state_dict(), "progress": progress}, f"{directory}/{STATE_FILE}")
 
 
 def load_train_state(directory: str) -> dict[str, Any]:
-    """Optimiser, scheduler and progress of a checkpoint (plain tensors and containers only)."""
+    """The stepper's state (:meth:`Stepper.state_dict`) and the progress of a checkpoint (plain tensors and
+    containers only)."""
     return torch.load(f"{directory}/{STATE_FILE}", map_location="cpu", weights_only=True)
