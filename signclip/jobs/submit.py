@@ -7,15 +7,17 @@
         -- --train s3://bucket/train.parquet --val s3://bucket/val.parquet --output s3://bucket/runs/small
 
 The job runs as ``python -m signclip.jobs.<JOB> <job args>`` on the cluster, in a runtime environment made of this
-checkout (``--working-dir``, uploaded without ``.venv/``, ``runs/``, ``.git/``) or of a container image
+checkout (the one ``signclip`` is imported from, wherever the command runs; another with ``--working-dir``, which
+must hold the ``signclip/`` package; uploaded without ``.venv/``, ``runs/``, ``.git/``) or of a container image
 (``--image``; Ray runs it with Podman, which the nodes then need). Every option this command does not know
 goes to the job; after ``--`` everything does (for job options that share a name with ours, such as
 ``--address``).
 
-The submission id is derived from the job and its arguments (``signclip-<job>-<hash>``), so submitting the
-same job again never starts a duplicate: while it runs, this command follows the running one; after it
-succeeded, it reports that (``--rerun`` starts a new attempt anyway); after it failed or was stopped, it
-starts the next attempt (``<id>-r2``, ``<id>-r3``, ...). The jobs themselves skip work already done.
+The submission id is derived from the job and its arguments (``signclip-<job>-<hash>``; ``--flag=value`` and
+``--flag value`` count as the same), so submitting the same job again never starts a duplicate: while it runs,
+this command follows the running one; after it succeeded, it reports that (``--rerun`` starts a new attempt
+anyway); after it failed or was stopped, it starts the next attempt (``<id>-r2``, ``<id>-r3``, ...). The jobs
+themselves skip work already done.
 
 Environment variables reach the job (its driver and every task and actor) only when asked for with
 ``--env``: ``NAME=VALUE``, ``NAME`` (this shell's value) or a pattern such as ``'AWS_*'``. Their values are
@@ -24,7 +26,8 @@ cluster give the nodes their own credentials (instance profile, Kubernetes secre
 
 Exit status: 0 the job succeeded (or was submitted / found, with ``--no-wait``); when it failed, the job's own
 code (1: some items failed, 2: a usage error; see :mod:`signclip.jobs.contract`), 1 when it was stopped or its
-code is unknown; 2 bad arguments or an unreachable cluster; 130 interrupted (the job keeps running).
+code is unknown; 2 bad arguments or an unreachable cluster (also when it stops answering while the job is followed:
+the job may still be running); 130 interrupted (the job keeps running).
 """
 
 from __future__ import annotations
@@ -41,9 +44,10 @@ import re
 import shlex
 import sys
 import time
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
+from pathlib import Path
+from typing import Any, TypeVar
 
 log = logging.getLogger("signclip.jobs.submit")
 
@@ -54,6 +58,10 @@ DEFAULT_EXCLUDES = (".venv/", "runs/", ".git/", "__pycache__/", "*.pyc", "*.egg-
 OUTPUT_OPTIONS = ("--output", "--out", "--npy-dir", "--poses-dir")
 ID_PREFIX = "signclip"
 _ATTEMPT = re.compile(r"-r(\d+)$")
+# While a job is followed: how often a failed call to the job API is retried, and the first wait (doubling).
+API_RETRIES = 5
+API_BACKOFF_S = 1.0
+T = TypeVar("T")
 
 
 def job_names() -> list[str]:
@@ -71,8 +79,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--address", default=None,
                    help=f"the cluster's dashboard / job API (default: RAY_API_SERVER_ADDRESS, RAY_ADDRESS, "
                         f"else {DEFAULT_ADDRESS})")
-    p.add_argument("--working-dir", default=".",
-                   help="directory uploaded as the job's working directory (default: .); not with --image")
+    p.add_argument("--working-dir", default=None,
+                   help="directory uploaded as the job's working directory, holding the signclip/ package "
+                        "(default: the checkout signclip is imported from); not with --image")
     p.add_argument("--exclude", action="append", default=[], metavar="PATTERN",
                    help="more files to leave out of the upload (gitignore syntax; repeatable)")
     p.add_argument("--image", default=None,
@@ -112,9 +121,23 @@ class Submission:
 
 
 def submission_id(job: str, job_args: Sequence[str]) -> str:
-    """The deterministic id of a job and its arguments: ``signclip-<job>-<16 hex digits>``."""
-    digest = hashlib.sha256(json.dumps([job, list(job_args)], separators=(",", ":")).encode()).hexdigest()
+    """The deterministic id of a job and its arguments: ``signclip-<job>-<16 hex digits>``; ``--flag=value`` and
+    ``--flag value`` give the same id."""
+    canonical = split_equals(job_args)
+    digest = hashlib.sha256(json.dumps([job, canonical], separators=(",", ":")).encode()).hexdigest()
     return f"{ID_PREFIX}-{job}-{digest[:16]}"
+
+
+def split_equals(job_args: Sequence[str]) -> list[str]:
+    """``job_args`` with every ``--flag=value`` as ``--flag``, ``value`` (what argparse reads either way); after a
+    bare ``--`` the tokens are positionals and stay as they are."""
+    split: list[str] = []
+    for i, token in enumerate(job_args):
+        if token == "--":
+            return split + list(job_args[i:])
+        flag, sep, value = token.partition("=")
+        split.extend([flag, value] if sep and flag.startswith("--") and len(flag) > 2 else [token])
+    return split
 
 
 def attempt_number(base: str, candidate: str) -> int | None:
@@ -173,6 +196,34 @@ def parse_env(specs: Sequence[str], environ: Mapping[str, str]) -> dict[str, str
     return env
 
 
+def checkout_root() -> Path | None:
+    """The source checkout ``signclip`` is imported from (pyproject.toml beside signclip/); None when it is an
+    installed package."""
+    import signclip
+
+    root = Path(signclip.__file__).resolve().parents[1]
+    return root if (root / "pyproject.toml").is_file() and (root / "signclip").is_dir() else None
+
+
+def working_dir(given: str | None) -> str:
+    """The directory to upload: ``given``, else this checkout; it must hold the ``signclip/`` package the job runs
+    from (without it the job fails with "No module named signclip", which reads as "some items failed")."""
+    if given is None:
+        root = checkout_root()
+        if root is None:
+            import signclip
+
+            raise ValueError(f"no --working-dir given and signclip ({Path(signclip.__file__).parent}) is not in a "
+                             f"source checkout: give --working-dir CHECKOUT or --image IMAGE")
+        return str(root)
+    if not os.path.isdir(given):
+        raise ValueError(f"--working-dir {given}: no such directory")
+    if not os.path.isfile(os.path.join(given, "signclip", "__init__.py")):
+        raise ValueError(f"--working-dir {given}: no signclip/ package in it, so the job could not import "
+                         f"signclip; give the checkout's root (or --image IMAGE)")
+    return given
+
+
 def make_runtime_env(args: argparse.Namespace, environ: Mapping[str, str]) -> dict[str, Any]:
     """The job's runtime environment: an image or the working directory, pip extras, env vars."""
     runtime_env: dict[str, Any] = {}
@@ -181,9 +232,7 @@ def make_runtime_env(args: argparse.Namespace, environ: Mapping[str, str]) -> di
             raise ValueError("--image cannot be combined with --pip or --exclude (Ray runs an image as it is)")
         runtime_env["image_uri"] = args.image
     else:
-        if not os.path.isdir(args.working_dir):
-            raise ValueError(f"--working-dir {args.working_dir}: no such directory")
-        runtime_env["working_dir"] = args.working_dir
+        runtime_env["working_dir"] = working_dir(args.working_dir)
         runtime_env["excludes"] = [*DEFAULT_EXCLUDES, *args.exclude]
         if args.pip:
             runtime_env["pip"] = list(args.pip)
@@ -213,11 +262,12 @@ def parse(argv: Sequence[str], environ: Mapping[str, str] | None = None) -> Subm
 
 def warn_about_paths(sub: Submission) -> None:
     """Local paths in a job's arguments name files on the cluster's nodes, not on this machine."""
-    for flag, value in zip(sub.job_args, sub.job_args[1:]):
+    args = split_equals(sub.job_args)
+    for flag, value in zip(args, args[1:]):
         if flag in OUTPUT_OPTIONS and "://" not in value:
             log.warning("%s %s is a local path: the job writes it on the cluster's nodes (inside the job's "
                         "temporary working directory when relative), not here; use s3://...", flag, value)
-    for value in sub.job_args:
+    for value in args:
         if os.path.isabs(value):
             log.warning("%s: an absolute path must exist on every node of the cluster", value)
 
@@ -284,24 +334,58 @@ def start_or_find(client: Any, sub: Submission) -> tuple[str | None, str]:
     return new_id, f"submitted {new_id}: {sub.entrypoint}"
 
 
+class LostContact(Exception):
+    """The job API stopped answering about a job, retries included; the job itself may still be running."""
+
+
+def api_errors() -> tuple[type[BaseException], ...]:
+    """What a dashboard restart or a network blip raises in the job API: the SDK's RuntimeError, requests' and
+    aiohttp's connection errors (OSError subclasses; aiohttp's others derive from ClientError only)."""
+    import aiohttp
+
+    return RuntimeError, OSError, aiohttp.ClientError
+
+
+def retrying(call: Callable[[], T], what: str, retries: int = API_RETRIES, backoff_s: float = API_BACKOFF_S) -> T:
+    """``call()``, retried ``retries`` times on ``api_errors()`` with a doubling wait; else ``LostContact``."""
+    for attempt in range(retries):
+        try:
+            return call()
+        except api_errors() as e:
+            wait = backoff_s * 2 ** attempt
+            log.warning("%s failed (%s: %s); retrying in %g s", what, type(e).__name__, e, wait)
+            time.sleep(wait)
+    try:
+        return call()
+    except api_errors() as e:
+        raise LostContact(f"{what} failed {retries + 1} times, last with {type(e).__name__}: {e}") from e
+
+
 async def _tail(client: Any, job_id: str, out: Any) -> None:
     async for chunk in client.tail_job_logs(job_id):
         out.write(chunk)
         out.flush()
 
 
-def follow(client: Any, job_id: str, out: Any = None, poll_s: float = 1.0) -> Any:
-    """Stream the job's logs to ``out`` until it ends; its final ``JobStatus``."""
+def follow(client: Any, job_id: str, out: Any = None, poll_s: float = 1.0, retries: int = API_RETRIES,
+           backoff_s: float = API_BACKOFF_S) -> Any:
+    """Stream the job's logs to ``out`` until it ends; its final ``JobStatus``. Raises ``LostContact`` when the
+    job API stops answering (after ``retries`` retries of one status poll)."""
     out = out or sys.stdout
     try:
         asyncio.run(_tail(client, job_id, out))
-    except RuntimeError as e:  # the log stream broke off; the job itself may still be running
-        log.warning("log stream of %s interrupted (%s); waiting for the job to end", job_id, e)
+    except api_errors() as e:  # the log stream broke off; the job itself may still be running
+        log.warning("log stream of %s interrupted (%s: %s); waiting for the job to end", job_id, type(e).__name__, e)
     while True:
-        status = client.get_job_status(job_id)
+        status = retrying(lambda: client.get_job_status(job_id), f"status of {job_id}", retries, backoff_s)
         if status.is_terminal():
             return status
         time.sleep(poll_s)
+
+
+def keeps_running(job_id: str) -> str:
+    """How to get back to a job this command stopped following."""
+    return f"run the same command to follow it again, `ray job stop {job_id}` to stop it"
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -319,7 +403,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         client = connect(sub.address)
         job_id, what = start_or_find(client, sub)
-    except (ConnectionError, RuntimeError, ValueError) as e:
+    except (OSError, RuntimeError, ValueError) as e:  # OSError: requests' connection errors too
         print(f"error: cannot submit to {sub.address or 'the Ray cluster'}: {e}", file=sys.stderr)
         return 2
     print(f"[signclip submit] {what}", file=sys.stderr)
@@ -330,11 +414,14 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     try:
         status = follow(client, job_id)
+        info = retrying(lambda: client.get_job_info(job_id), f"details of {job_id}")
     except KeyboardInterrupt:
-        print(f"\n[signclip submit] {job_id} keeps running on the cluster: run the same command to follow it "
-              f"again, `ray job stop {job_id}` to stop it", file=sys.stderr)
+        print(f"\n[signclip submit] {job_id} keeps running on the cluster: {keeps_running(job_id)}", file=sys.stderr)
         return 130
-    info = client.get_job_info(job_id)
+    except LostContact as e:
+        print(f"error: lost contact with {sub.address or 'the Ray cluster'} ({e}); {job_id} may still be running "
+              f"on the cluster: {keeps_running(job_id)}", file=sys.stderr)
+        return 2
     message = info.message or ""
     print(f"[signclip submit] {job_id} {status.value}{': ' + message if message else ''}", file=sys.stderr)
     if status == JobStatus.SUCCEEDED:
