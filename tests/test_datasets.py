@@ -512,11 +512,13 @@ def test_manifest_job_end_to_end(tmp_path, poses_dir, capsys):
     printed = capsys.readouterr().out
     assert "train" in printed and "missing.csv" in printed
     summary = json.loads((out / "summary.json").read_text())
-    assert summary == {"train": {"clips": 3, "glosses": 2, "signers": 2, "missing": 0},
-                       "val": {"clips": 1, "glosses": 1, "signers": 1, "missing": 0},
-                       "test": {"clips": 1, "glosses": 1, "signers": 1, "missing": 1}}
-    assert sorted(p.name for p in out.iterdir()) == ["missing.csv", "summary.json", "test.csv", "test.parquet",
-                                                     "train.csv", "train.parquet", "val.csv", "val.parquet"]
+    assert summary == {"train": {"clips": 3, "glosses": 2, "signers": 2, "missing": 0, "failed": 0},
+                       "val": {"clips": 1, "glosses": 1, "signers": 1, "missing": 0, "failed": 0},
+                       "test": {"clips": 1, "glosses": 1, "signers": 1, "missing": 1, "failed": 0}}
+    assert sorted(p.name for p in out.iterdir()) == ["failed.csv", "missing.csv", "summary.json", "test.csv",
+                                                     "test.parquet", "train.csv", "train.parquet", "val.csv",
+                                                     "val.parquet"]
+    assert pd.read_csv(out / "failed.csv").columns.tolist() == ["id", "split", "gloss", "pose", "error"]
     assert pd.read_csv(out / "missing.csv")["id"].tolist() == ["1000-REMEMBER"]
     train = pd.read_parquet(out / "train.parquet")
     assert "missing" not in train.columns and len(train) == 3
@@ -550,6 +552,95 @@ def test_manifest_job_converts_google_parquet(tmp_path, originals, capsys):
     first = (poses / "train_landmark_files" / "26734" / "1000035562.pose").stat().st_mtime_ns
     assert manifest_job.main(argv) == 0  # a rerun keeps what is there
     assert (poses / "train_landmark_files" / "26734" / "1000035562.pose").stat().st_mtime_ns == first
+
+
+def assert_outputs_match_summary(out: Path) -> dict:
+    """Every split file, missing.csv and failed.csv exist and hold exactly what summary.json counts."""
+    summary = json.loads((out / "summary.json").read_text())
+    ids = {}
+    for split, row in summary.items():
+        table = pd.read_parquet(out / f"{split}.parquet")
+        assert len(table) == row["clips"] and set(table["split"]) <= {split}
+        assert not {"missing", "error"} & set(table.columns)
+        ids[split] = set(table["id"])
+    assert not (ids["train"] & ids["val"] or ids["train"] & ids["test"] or ids["val"] & ids["test"])
+    for name, key in (("missing.csv", "missing"), ("failed.csv", "failed")):
+        listed = pd.read_csv(out / name, dtype=str, keep_default_na=False)
+        assert {s: int((listed["split"] == s).sum()) for s in summary} == {s: r[key] for s, r in summary.items()}
+    return summary
+
+
+def test_manifest_job_rerun_replaces_every_output(tmp_path, poses_dir):
+    root = asl_citizen_layout(tmp_path / "aslc", poses_dir)
+    out = tmp_path / "manifests"
+    argv = ["asl_citizen", "--root", str(root), "--output", str(out)]
+    assert manifest_job.main(argv + ["--csv"]) == 0
+    assert len(pd.read_parquet(out / "val.parquet")) == 1
+    # the dataset is fixed: the missing pose appears, the val clip moves to test
+    link(poses_dir / SAD, root / "poses" / "1000-REMEMBER.pose")
+    splits = root / "ASL_Citizen" / "splits"
+    val_rows = (splits / "val.csv").read_text().splitlines()[1:]
+    (splits / "val.csv").unlink()
+    (splits / "test.csv").write_text((splits / "test.csv").read_text() + "\n".join(val_rows) + "\n")
+    assert manifest_job.main(argv) == 0  # without --csv this time
+    summary = assert_outputs_match_summary(out)
+    assert summary["val"]["clips"] == 0 and summary["test"]["clips"] == 3
+    assert sum(row["missing"] for row in summary.values()) == 0
+    val = pd.read_parquet(out / "val.parquet")
+    assert val.empty and val.columns.tolist() == pd.read_parquet(out / "train.parquet").columns.tolist()
+    assert pd.read_parquet(out / "val.parquet", columns=["class_id"])["class_id"].dtype == np.int64
+    # the CSV copies the first run wrote follow the Parquet too
+    assert pd.read_csv(out / "val.csv").empty and len(pd.read_csv(out / "test.csv")) == 3
+    assert pd.read_csv(out / "missing.csv").columns.tolist() == ["id", "split", "gloss", "pose"]
+
+
+def test_manifest_job_reports_failed_conversions(tmp_path, originals, capsys):
+    root = asl_signs_layout(tmp_path / "asl-signs", originals)
+    corrupt = root / "train_landmark_files" / "28656" / "1000106739.parquet"
+    good = corrupt.read_bytes()
+    corrupt.write_bytes(b"not a parquet file")
+    out, poses = tmp_path / "manifests", tmp_path / "poses"
+    argv = ["asl_signs", "--root", str(root), "--output", str(out), "--write-poses", str(poses),
+            "--val-fraction", "0", "--test-fraction", "0"]
+    assert manifest_job.main(argv) == 1  # some items failed
+    printed = capsys.readouterr()
+    assert "failed.csv" in printed.out and "none of the" not in printed.err
+    summary = assert_outputs_match_summary(out)
+    assert summary["train"] == {"clips": 2, "glosses": 2, "signers": 2, "missing": 1, "failed": 1}
+    failed = pd.read_csv(out / "failed.csv", dtype=str)
+    assert failed["id"].tolist() == ["1000106739"] and failed["pose"].tolist() == [str(corrupt)]
+    assert "not a readable parquet" in failed["error"].iloc[0] and str(corrupt) in failed["error"].iloc[0]
+    assert pd.read_csv(out / "missing.csv", dtype=str)["id"].tolist() == ["100015657"]
+    assert "error" not in pd.read_parquet(out / "train.parquet").columns
+    # once the file is repaired, a rerun converts it and nothing is reported failed any more
+    corrupt.write_bytes(good)
+    assert manifest_job.main(argv) == 0
+    assert assert_outputs_match_summary(out)["train"]["failed"] == 0
+    # when every clip fails, the message says so (not that the files do not exist)
+    for parquet in (root / "train_landmark_files").rglob("*.parquet"):
+        parquet.write_bytes(b"not a parquet file")
+    capsys.readouterr()
+    argv = ["asl_signs", "--root", str(root), "--output", str(tmp_path / "m2"), "--write-poses",
+            str(tmp_path / "p2"), "--val-fraction", "0", "--test-fraction", "0"]
+    assert manifest_job.main(argv) == 1
+    err = capsys.readouterr().err
+    assert "none of the 3 clips with a landmark file converted to .pose" in err and "failed.csv" in err
+    assert "--poses" not in err
+    assert assert_outputs_match_summary(tmp_path / "m2")["train"] == {"clips": 0, "glosses": 0, "signers": 0,
+                                                                      "missing": 1, "failed": 3}
+
+
+def test_asl_signs_reads_its_index_csv_from_the_root(tmp_path, originals, monkeypatch):
+    root = asl_signs_layout(tmp_path / "asl-signs", originals)
+    elsewhere = tmp_path / "elsewhere"
+    write(elsewhere / "train.csv", "path,participant_id,sequence_id,sign\n"
+                                   "train_landmark_files/26734/1000035562.parquet,26734,999,other\n")
+    monkeypatch.chdir(elsewhere)  # another dataset's train.csv in the current directory is not the default
+    assert "999" not in set(load("asl_signs", str(root))["id"])
+    assert set(load("asl_signs", str(root), csv=str(elsewhere / "train.csv"))["id"]) == {"999"}  # given: used
+    (root / "train.csv").unlink()
+    with pytest.raises(DatasetError, match=f"{root}: no ASL Signs CSV.*csv=PATH"):
+        load("asl_signs", str(root))
 
 
 def test_the_embed_job_reads_a_google_parquet_manifest_as_it_is(tmp_path, originals, poses_dir):

@@ -20,11 +20,12 @@ import pandas as pd
 
 from signclip.datasets.asl_citizen import asl_citizen
 from signclip.datasets.asl_signs import asl_signs
-from signclip.datasets.common import MANIFEST_COLUMNS, SPLITS, DatasetError, missing_files, present
+from signclip.datasets.common import MANIFEST_COLUMNS, SPLITS, DatasetError, failed_files, missing_files, present
 from signclip.datasets.rwth_fingerspelling import rwth_fingerspelling
 from signclip.datasets.sem_lex import sem_lex
 from signclip.datasets.spreadthesign import spreadthesign
 from signclip.datasets.wlasl import wlasl
+from signclip.pose.google_parquet import GoogleParquetError, google_parquet_to_pose
 
 # dataset name -> adapter(root, **options) -> DataFrame
 ADAPTERS: dict[str, Callable[..., pd.DataFrame]] = {
@@ -35,15 +36,6 @@ ADAPTERS: dict[str, Callable[..., pd.DataFrame]] = {
     "rwth_fingerspelling": rwth_fingerspelling,
     "asl_signs": asl_signs,
 }
-
-
-def __getattr__(name: str) -> object:
-    # The parquet converter imports MediaPipe's point names; load it only when asked for.
-    if name in ("google_parquet_to_pose", "GoogleParquetError"):
-        from signclip.datasets import google_parquet
-
-        return getattr(google_parquet, name)
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 def adapter(name: str) -> Callable[..., pd.DataFrame]:
@@ -61,4 +53,4 @@ def load(name: str, root: str, **options: object) -> pd.DataFrame:
 
 
 __all__ = ["ADAPTERS", "MANIFEST_COLUMNS", "SPLITS", "DatasetError", "GoogleParquetError", "adapter",
-           "google_parquet_to_pose", "load", "missing_files", "present"]
+           "failed_files", "google_parquet_to_pose", "load", "missing_files", "present"]

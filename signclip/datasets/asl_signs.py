@@ -27,6 +27,7 @@ from signclip.datasets.common import (
     DatasetError,
     FileIndex,
     finalize,
+    find_index_file,
     find_split_lists,
     locate_by_relpath,
     random_split,
@@ -38,6 +39,7 @@ from signclip.io import storage
 from signclip.model.prompts import sentence_prompt
 
 NAME = "asl_signs"
+CSV_NAMES = ("train.csv",)
 COLUMNS = ("path", "participant_id", "sequence_id", "sign")
 CLASS_MAP = "sign_to_prediction_index_map.json"
 SENTENCE = 'Sign the sign "{sign}" in {language}.'
@@ -55,15 +57,17 @@ def _class_map(root: str) -> dict[str, int] | None:
         raise DatasetError(f"{path}: expected a JSON object of sign -> class index ({e})") from e
 
 
-def asl_signs(root: str, *, csv: str = "train.csv", splits_dir: str | None = None, prompt: str = "tags",
+def asl_signs(root: str, *, csv: str | None = None, splits_dir: str | None = None, prompt: str = "tags",
               val_fraction: float = 0.05, test_fraction: float = 0.05, seed: int = 3407) -> pd.DataFrame:
     """Google ASL Signs clips as manifest rows (``pose`` = the landmark parquet).
 
+    ``csv``: the index CSV (a path, or a name inside ``root``; default ``ROOT/train.csv``, else the only
+    ``.csv`` file in ``root``).
     Extra columns: ``landmarks`` (the parquet's path as the CSV gives it).
     """
     if prompt not in PROMPTS:
         raise DatasetError(f"{NAME}: prompt must be one of {', '.join(PROMPTS)}, not {prompt!r}")
-    path = csv if storage.exists(csv) else storage.join(root, csv)
+    path = find_index_file(root, csv, CSV_NAMES, "ASL Signs CSV", "csv")
     meta = read_csv(path, COLUMNS, what="ASL Signs CSV")
     lists_dir = splits_dir or find_split_lists(root, storage.join(root, "splits"))
     if lists_dir:

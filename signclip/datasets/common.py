@@ -29,6 +29,8 @@ MANIFEST_COLUMNS = ("id", "pose", "gloss", "text", "sign_language", "spoken_lang
 SPLIT_ALIASES = {"train": "train", "val": "val", "valid": "val", "validation": "val", "dev": "val",
                  "test": "test"}
 POSE_SUFFIX = ".pose"
+MISSING_COLUMNS = ("id", "split", "gloss", "pose")  # missing.csv: clips whose pose file is absent
+FAILED_COLUMNS = MISSING_COLUMNS + ("error",)  # failed.csv: clips whose source failed to convert
 
 
 class DatasetError(ValueError):
@@ -309,12 +311,29 @@ def finalize(df: pd.DataFrame, dataset: str, *, known_classes: Mapping[str, int]
     return df[list(MANIFEST_COLUMNS) + extras]
 
 
+def failed(df: pd.DataFrame) -> pd.Series:
+    """Which rows failed to convert to a .pose file (an ``error`` set by
+    :func:`signclip.datasets.pose_files.write_pose_files`); all ``False`` when there is no ``error`` column."""
+    if "error" not in df.columns:
+        return pd.Series(False, index=df.index)
+    return df["error"].notna()
+
+
+def usable(df: pd.DataFrame) -> pd.Series:
+    """Which rows have a pose file that exists and did not fail to convert."""
+    return ~df["missing"] & ~failed(df)
+
+
 def present(df: pd.DataFrame) -> pd.DataFrame:
-    """The rows whose pose file exists."""
-    return df[~df["missing"]].reset_index(drop=True)
+    """The rows whose pose file exists (and, after a conversion, was written)."""
+    return df[usable(df)].reset_index(drop=True)
 
 
 def missing_files(df: pd.DataFrame) -> pd.DataFrame:
     """The rows whose pose file the dataset lists but the folder lacks: id, split, gloss, expected path."""
-    return df.loc[df["missing"], ["id", "split", "gloss", "pose"]].reset_index(drop=True)
+    return df.loc[df["missing"], list(MISSING_COLUMNS)].reset_index(drop=True)
 
+
+def failed_files(df: pd.DataFrame) -> pd.DataFrame:
+    """The rows whose source failed to convert: id, split, gloss, source path and the error."""
+    return df.loc[failed(df)].reindex(columns=list(FAILED_COLUMNS)).reset_index(drop=True)

@@ -2,7 +2,8 @@
 
 Each present row's source is converted and written to ``OUT/<path of the source relative to its
 folder, with .pose>``; a file already there is kept (a rerun skips done work). A source that fails to
-convert is marked missing, with its error in the ``error`` column.
+convert keeps its own path in ``pose`` and gets its error in the ``error`` column: it is neither missing nor
+usable (see :func:`signclip.datasets.common.failed`), and a rerun tries it again.
 """
 
 from __future__ import annotations
@@ -32,7 +33,6 @@ def write_pose_files(df: pd.DataFrame, out_dir: str, relpath_column: str = "land
     df = df.copy()
     errors: list[str | None] = [None] * len(df)
     poses = list(df["pose"])
-    missing = list(df["missing"])
     written = kept = 0
     for i, (source, rel, absent) in enumerate(tqdm(list(zip(df["pose"], df[relpath_column], df["missing"])),
                                                    desc="to .pose", unit="clip", disable=None)):
@@ -48,7 +48,6 @@ def write_pose_files(df: pd.DataFrame, out_dir: str, relpath_column: str = "land
             buffer = _pose_bytes(pose)
         except (ValueError, OSError) as e:
             errors[i] = f"{type(e).__name__}: {e}"
-            missing[i] = True
             poses[i] = source
             continue
         storage.write_bytes_atomic(target, buffer)
@@ -58,7 +57,7 @@ def write_pose_files(df: pd.DataFrame, out_dir: str, relpath_column: str = "land
     if failed:
         log.warning("%d clip(s) could not be converted (e.g. %s)", failed,
                     next(e for e in errors if e is not None))
-    df["pose"], df["missing"], df["error"] = poses, missing, errors
+    df["pose"], df["error"] = poses, errors
     return df
 
 

@@ -10,11 +10,13 @@ Datasets: spreadthesign, asl_citizen, sem_lex, wlasl, rwth_fingerspelling, asl_s
 parquet); their layouts are described in ``signclip/datasets/<name>.py``. Runs in-process (no Ray): it
 reads the dataset's index files and lists the pose folder once.
 
-Writes to ``--output`` (local or s3://): ``train.parquet``, ``val.parquet``, ``test.parquet`` (splits with clips;
-``--csv`` adds ``.csv`` copies) holding the clips whose pose file exists, ``missing.csv`` (clips the dataset
-lists whose pose file is absent: id, split, gloss, expected path) and ``summary.json``; prints clips,
-glosses, signers and missing files per split. Exit code 2 on an unknown dataset, a missing root, an
-option the dataset does not take, a layout that does not match, or no clip with a pose file.
+Writes to ``--output`` (local or s3://), every file on every run (empty ones included, so a rerun leaves
+nothing stale): ``train.parquet``, ``val.parquet``, ``test.parquet`` (``--csv`` adds ``.csv`` copies) holding
+the clips whose pose file exists, ``missing.csv`` (clips the dataset lists whose pose file is absent: id,
+split, gloss, expected path), ``failed.csv`` (clips whose landmark file ``--write-poses`` could not convert:
+id, split, gloss, source path, error) and ``summary.json``; prints clips, glosses, signers, missing files and
+failed conversions per split. Exit code 1 when a conversion failed; 2 on an unknown dataset, a missing
+root, an option the dataset does not take, a layout that does not match, or no clip with a pose file.
 """
 
 from __future__ import annotations
@@ -29,6 +31,8 @@ from typing import Any
 from signclip.jobs import contract
 
 log = logging.getLogger("signclip.jobs.manifest")
+MISSING = "missing.csv"  # clips the dataset lists whose pose file is absent
+FAILED = "failed.csv"  # clips whose landmark file failed to convert (--write-poses), with the error
 
 
 def parser() -> argparse.ArgumentParser:
@@ -100,59 +104,81 @@ def adapter_options(adapter: Any, args: argparse.Namespace) -> dict[str, Any]:
 
 
 def summarize(df: Any) -> dict[str, dict[str, int]]:
-    """Per split: clips with a pose file, their distinct glosses and signers, and missing pose files."""
+    """Per split: clips with a usable pose file, their distinct glosses and signers, missing pose files and
+    clips whose conversion failed."""
     from signclip.datasets import SPLITS
+    from signclip.datasets.common import failed, usable
 
     summary = {}
     for split in SPLITS:
-        rows = df[df["split"] == split]
-        ok = rows[~rows["missing"]]
+        in_split = df["split"] == split
+        ok = df[in_split & usable(df)]
         summary[split] = {"clips": int(len(ok)), "glosses": int(ok["gloss"].nunique()),
-                          "signers": int(ok["signer"].dropna().nunique()), "missing": int(rows["missing"].sum())}
+                          "signers": int(ok["signer"].dropna().nunique()),
+                          "missing": int((in_split & df["missing"]).sum()),
+                          "failed": int((in_split & failed(df)).sum())}
     return summary
 
 
-def _write_table(df: Any, path: str, csv: bool) -> None:
+def _write_csv(df: Any, path: str) -> None:
+    from signclip.io import storage
+
+    buffer = io.StringIO()
+    df.to_csv(buffer, index=False)
+    storage.write_bytes_atomic(path, buffer.getvalue().encode())
+
+
+def _write_table(df: Any, path: str, schema: Any, csv: bool) -> None:
     import pyarrow as pa
 
     from signclip.io import storage
     from signclip.io.manifests import write_manifest
 
-    write_manifest(pa.Table.from_pandas(df, preserve_index=False), path)
-    if csv:
-        buffer = io.StringIO()
-        df.to_csv(buffer, index=False)
-        storage.write_bytes_atomic(path[: -len(".parquet")] + ".csv", buffer.getvalue().encode())
+    write_manifest(pa.Table.from_pandas(df, schema=schema, preserve_index=False), path)
+    csv_path = path[: -len(".parquet")] + ".csv"
+    # a copy an earlier --csv run left would otherwise contradict the Parquet beside it
+    if csv or storage.exists(csv_path):
+        _write_csv(df, csv_path)
 
 
 def write_outputs(df: Any, out: str, csv: bool = False) -> dict[str, dict[str, int]]:
-    """Write the per-split manifests, ``missing.csv`` and ``summary.json``; return the summary."""
-    from signclip.datasets import SPLITS, missing_files
+    """Write every split's manifest, ``missing.csv``, ``failed.csv`` and ``summary.json``; return the summary.
+
+    Each file is written on every run, empty ones included, so none an earlier run wrote is left to contradict
+    the summary (a clip moved from val to test must not stay in ``val.parquet``).
+    """
+    import pyarrow as pa
+
+    from signclip.datasets import SPLITS
+    from signclip.datasets.common import failed_files, missing_files, usable
     from signclip.io import storage
 
     summary = summarize(df)
     storage.makedirs(out)
+    keep = usable(df)
+    manifest = df.drop(columns=[c for c in ("missing", "error") if c in df.columns])
+    # typed from every row, so a split with no clips still gets each column's type
+    schema = pa.Schema.from_pandas(manifest, preserve_index=False)
     for split in SPLITS:
-        rows = df[(df["split"] == split) & ~df["missing"]].drop(columns=["missing"]).reset_index(drop=True)
-        if len(rows):
-            _write_table(rows, storage.join(out, f"{split}.parquet"), csv)
-    absent = missing_files(df)
-    if len(absent):
-        buffer = io.StringIO()
-        absent.to_csv(buffer, index=False)
-        storage.write_bytes_atomic(storage.join(out, "missing.csv"), buffer.getvalue().encode())
+        rows = manifest[keep & (df["split"] == split)].reset_index(drop=True)
+        _write_table(rows, storage.join(out, f"{split}.parquet"), schema, csv)
+    _write_csv(missing_files(df), storage.join(out, MISSING))
+    _write_csv(failed_files(df), storage.join(out, FAILED))
     contract.write_summary(out, summary)
     return summary
 
 
 def print_summary(dataset: str, out: str, summary: dict[str, dict[str, int]]) -> None:
     print(f"{dataset} -> {out}")
-    print(f"  {'split':<6} {'clips':>8} {'glosses':>8} {'signers':>8} {'missing':>8}")
+    print(f"  {'split':<6} {'clips':>8} {'glosses':>8} {'signers':>8} {'missing':>8} {'failed':>8}")
     for split, row in summary.items():
-        note = "" if row["clips"] else "   (no manifest written)"
-        print(f"  {split:<6} {row['clips']:>8} {row['glosses']:>8} {row['signers']:>8} {row['missing']:>8}{note}")
+        note = "" if row["clips"] else "   (empty manifest)"
+        print(f"  {split:<6} {row['clips']:>8} {row['glosses']:>8} {row['signers']:>8} {row['missing']:>8}"
+              f" {row['failed']:>8}{note}")
     if any(row["missing"] for row in summary.values()):
-        print(f"  missing pose files are listed in {out.rstrip('/')}/missing.csv")
+        print(f"  missing pose files are listed in {out.rstrip('/')}/{MISSING}")
+    if any(row["failed"] for row in summary.values()):
+        print(f"  clips that failed to convert are listed with their errors in {out.rstrip('/')}/{FAILED}")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -184,17 +210,22 @@ def main(argv: list[str] | None = None) -> int:
     if df.empty:
         print(f"error: {args.dataset}: no clips found under {args.root}", file=sys.stderr)
         return 2
-    if args.write_poses:
-        from signclip.datasets.pose_files import write_pose_files
-
-        df = write_pose_files(df, args.write_poses)
     if df["missing"].all():
         print(f"error: {args.dataset}: none of the {len(df)} pose files the dataset lists exist "
               f"(e.g. {df['pose'].iloc[0]}); pass --poses DIR if they are elsewhere", file=sys.stderr)
         return 2
+    if args.write_poses:
+        from signclip.datasets.pose_files import write_pose_files
+
+        df = write_pose_files(df, args.write_poses)
     summary = write_outputs(df, args.output, csv=args.csv)
     print_summary(args.dataset, args.output, summary)
-    return 0
+    failed = sum(row["failed"] for row in summary.values())
+    if failed and not any(row["clips"] for row in summary.values()):
+        first = df["error"].dropna().iloc[0]
+        print(f"error: {args.dataset}: none of the {failed} clips with a landmark file converted to .pose "
+              f"(e.g. {first}); each error is in {args.output.rstrip('/')}/{FAILED}", file=sys.stderr)
+    return contract.exit_code(failed)
 
 
 if __name__ == "__main__":
