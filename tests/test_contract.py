@@ -50,7 +50,10 @@ def test_every_ray_job_joins_a_cluster_by_address(job):
 @pytest.mark.parametrize("job, flag, value", [("embed", "--attempts", "0"), ("extract", "--attempts", "0"),
                                               ("embed", "--batch-size", "-4"), ("evaluate", "--knn-k", "0"),
                                               ("search", "--top", "0"), ("train", "--epochs", "zero"),
-                                              ("train", "--warmup-steps", "-1"), ("serve", "--num-cpus", "0")])
+                                              ("train", "--warmup-steps", "-1"), ("serve", "--num-cpus", "0"),
+                                              ("extract", "--cpus-per-actor", "0"),
+                                              ("extract", "--cpus-per-actor", "nan"),
+                                              ("train", "--cpus-per-worker", "-1"), ("train", "--data-cpus", "inf")])
 def test_counts_out_of_range_are_usage_errors_that_name_the_flag(job, flag, value, capsys):
     parse, argv = _parsers()[job]
     with pytest.raises(SystemExit) as info:
@@ -61,6 +64,7 @@ def test_counts_out_of_range_are_usage_errors_that_name_the_flag(job, flag, valu
 
 def test_count_types_accept_their_least_value():
     assert (contract.positive_int("1"), contract.count("0"), contract.count("12")) == (1, 0, 12)
+    assert (contract.positive_number("0.25"), contract.positive_number("2")) == (0.25, 2.0)
 
 
 @pytest.mark.parametrize("argv", [["--train", "t", "--val", "v"], ["--model", "m", "--input", "i"]])

@@ -60,6 +60,18 @@ def test_manifest_resolves_relative_paths_and_carries_labels(tmp_path, poses_dir
     assert (b.id, b.kind, b.gloss) == ("lib", "pose", "library")
 
 
+def test_a_manifest_row_outside_its_folder_is_named_by_its_whole_path(tmp_path, poses_dir):
+    """Sign-per-folder corpora repeat file names (house/001.pose, sad/001.pose): a file outside the manifest's
+    folder without an id is named by its whole path, so two such files never collide."""
+    for sign in ("house", "sad"):
+        (tmp_path / "corpus" / sign).mkdir(parents=True)
+        (tmp_path / "corpus" / sign / "001.pose").write_bytes((poses_dir / "sad-colin.pose").read_bytes())
+    (tmp_path / "lists").mkdir()
+    m = manifest_csv(tmp_path / "lists" / "m.csv", [{"path": f"../corpus/{s}/001.pose"} for s in ("house", "sad")])
+    ids = [i.id for i in embed_items.list_items(str(m))]
+    assert ids == [str(tmp_path / "corpus" / s / "001").lstrip("/") for s in ("house", "sad")]
+
+
 def test_manifests_name_their_clips_in_the_column_the_other_jobs_write(tmp_path, poses_dir):
     library = str(poses_dir / "library.pose")
     # `signclip manifest` writes `pose`, the jobs' output manifests `pose_path` (beside the videos' path)

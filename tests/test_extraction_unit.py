@@ -12,6 +12,7 @@ import cv2
 import numpy as np
 import pandas as pd
 import pyarrow as pa
+import pyarrow.parquet as pq
 import pytest
 from pose_format import Pose
 
@@ -267,6 +268,43 @@ def test_bad_inputs_give_failed_rows_with_reasons(tmp_path, videos_dir):
     manifests.to_table(rows.values(), MANIFEST_SCHEMA)  # every row fits the manifest schema
 
 
+def _variable_rate_video(path: Path, source: Path, container: str, codec: str) -> int:
+    """The source's frames at 30 fps for a second, then at 10 fps: Matroska declares duration x 30 frames."""
+    import fractions
+
+    import av
+
+    capture = cv2.VideoCapture(str(source))
+    frames = []
+    while (read := capture.read())[0]:
+        frames.append(cv2.cvtColor(read[1], cv2.COLOR_BGR2RGB))
+    stamps = [i * 33 for i in range(30)] + [990 + i * 100 for i in range(len(frames) - 30)]
+    with av.open(str(path), "w", format=container) as out:
+        stream = out.add_stream(codec, rate=30)
+        stream.width, stream.height, stream.pix_fmt = frames[0].shape[1], frames[0].shape[0], "yuv420p"
+        stream.time_base = stream.codec_context.time_base = fractions.Fraction(1, 1000)
+        for frame, ms in zip(frames, stamps):
+            encoded = av.VideoFrame.from_ndarray(frame, format="rgb24")
+            encoded.pts, encoded.time_base = ms, stream.time_base
+            out.mux(stream.encode(encoded))
+        out.mux(stream.encode())
+    return len(frames)
+
+
+@pytest.mark.parametrize("container, codec", [("matroska", "libx264"), ("webm", "libvpx")])
+def test_a_variable_frame_rate_video_is_extracted_not_failed_as_truncated(tmp_path, videos_dir, container, codec):
+    video = tmp_path / f"phone.{container}"
+    frames = _variable_rate_video(video, videos_dir / "test_video.mp4", container, codec)
+    declared = cv2.VideoCapture(str(video)).get(cv2.CAP_PROP_FRAME_COUNT)
+    assert declared > frames * 1.5  # the premise: the container's count is duration x nominal rate
+    row = process_video(VideoTask("phone", str(video), str(tmp_path / "phone.pose")), HolisticRunner())
+    assert row["status"] == "ok" and row["frames"] == frames, row
+    assert "variable frame rate" in row["warning"]
+    pose = read_pose(row["pose_path"])
+    duration = pose.body.data.shape[0] / pose.body.fps
+    assert 3.5 < duration < 4.0, (pose.body.fps, duration)  # 1 s at 30 fps + 2.8 s at 10 fps, not 58/30 s
+
+
 def test_resume_skips_valid_pose_and_redoes_bad_or_mismatched_ones(tmp_path, videos_dir):
     video = str(videos_dir / "sample_video.mp4")
     target = tmp_path / "s.pose"
@@ -368,9 +406,35 @@ def test_plan_from_a_manifest_with_empty_cells(tmp_path):
     # null ids fall back to the videos' paths (not two videos both named "None"); an empty path is refused
     pd.DataFrame({"id": [None, None], "path": ["clips/1.mp4", "clips/2.mp4"]}).to_parquet(tmp_path / "ids.parquet")
     assert [t.id for t in plan(str(tmp_path / "ids.parquet"), str(tmp_path / "out"))] == ["clips/1", "clips/2"]
+    # integer ids with a null among them: pandas makes the column float; each id is still "101", not "101.0"
+    pq.write_table(pa.table({"id": pa.array([101, None], pa.int64()), "path": ["clips/1.mp4", "clips/2.mp4"]}),
+                   tmp_path / "numbers.parquet")
+    assert [t.id for t in plan(str(tmp_path / "numbers.parquet"), str(tmp_path / "out"))] == ["101", "clips/2"]
     pd.DataFrame({"path": ["clips/1.mp4", ""]}).to_csv(tmp_path / "holes.csv", index=False)
     with pytest.raises(ValueError, match=r"holes\.csv row 2: empty 'path'"):
         plan(str(tmp_path / "holes.csv"), str(tmp_path / "out"))
+
+
+def test_a_manifests_videos_outside_its_folder_keep_their_poses_when_rows_are_added(s3_bucket):
+    """Manifests in s3://b/manifests/, videos in s3://b/videos/: a video's pose is named by the video alone,
+    not by the deepest folder all listed videos share, so a manifest that grows keeps the poses made so far."""
+    for name in ("videos/a/x.mp4", "videos/a/y.mp4", "videos/b/z.mp4"):
+        storage.write_bytes_atomic(f"{s3_bucket}/{name}", b"x")
+    listing = f"{s3_bucket}/manifests/list.csv"
+    storage.write_bytes_atomic(listing, pd.DataFrame({"path": [f"{s3_bucket}/videos/a/x.mp4",
+                                                               f"{s3_bucket}/videos/a/y.mp4"]}).to_csv(index=False).encode())
+    first = plan(listing, f"{s3_bucket}/poses")
+    bucket = s3_bucket.split("://", 1)[1]
+    assert [(t.id, t.pose_path) for t in first] == [
+        (f"{bucket}/videos/a/x", f"{s3_bucket}/poses/{bucket}/videos/a/x.pose"),
+        (f"{bucket}/videos/a/y", f"{s3_bucket}/poses/{bucket}/videos/a/y.pose")]
+    for task in first:
+        storage.write_bytes_atomic(task.pose_path, b"done")
+    storage.write_bytes_atomic(listing, pd.DataFrame({"path": [f"{s3_bucket}/videos/{n}.mp4" for n in (
+        "a/x", "a/y", "b/z")]}).to_csv(index=False).encode())
+    grown = plan(listing, f"{s3_bucket}/poses")
+    assert [t.pose_path for t in grown[:2]] == [t.pose_path for t in first]
+    assert [t.pose_exists for t in grown] == [True, True, False]
 
 
 def test_plan_and_manifests_on_s3(s3_bucket):

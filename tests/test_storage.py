@@ -78,6 +78,52 @@ def test_relative_paths(path, root, expected):
     assert storage.relative_to(path, root) == expected
 
 
+@pytest.mark.parametrize("where", ["disk", "s3"])
+def test_brackets_and_stars_in_real_names_name_those_files(where, tmp_path, s3_bucket):
+    """``Signs [ASL]/`` is a folder and ``clip[1].mp4`` a file: read as patterns they matched nothing, so an
+    extraction named no videos and a rerun into ``out [v1]/`` found none of its poses."""
+    from signclip.extraction.plan import existing_poses
+    from signclip.io import inputs
+
+    base = str(tmp_path) if where == "disk" else s3_bucket
+    for name in ("Signs [ASL]/a.mp4", "Signs [ASL]/sub/b.mp4", "single/clip[1].mp4", "out [v1]/a.pose"):
+        storage.write_bytes_atomic(f"{base}/{name}", b"x")
+    folder = f"{base}/Signs [ASL]"
+    assert storage.expand(folder, SUFFIXES) == [f"{folder}/a.mp4", f"{folder}/sub/b.mp4"]
+    assert inputs.list_files(folder, SUFFIXES) == ([f"{folder}/a.mp4", f"{folder}/sub/b.mp4"], folder)
+    assert storage.expand(f"{base}/single/clip[1].mp4", SUFFIXES) == [f"{base}/single/clip[1].mp4"]
+    assert existing_poses(f"{base}/out [v1]") == {storage.filesystem(f"{base}/out [v1]/a.pose")[1]}
+    assert storage.expand(f"{base}/Signs*/*.mp4", SUFFIXES) == [f"{folder}/a.mp4"]  # a pattern still globs
+    with pytest.raises(FileNotFoundError, match=r"Signs\*/\*\.mov: the pattern matches no file"):
+        storage.expand(f"{base}/Signs*/*.mov", SUFFIXES)
+
+
+def test_an_output_that_cannot_be_written_is_found_before_any_work(tmp_path, s3_bucket, caplog, capsys, poses_dir):
+    """A job whose --output names a missing bucket used to extract every video, then fail every write."""
+    import ray
+
+    import signclip
+    from signclip.jobs import embed, extract
+
+    storage.check_writable(f"{s3_bucket}/out")
+    storage.check_writable(str(tmp_path / "new" / "out"))
+    assert (tmp_path / "new" / "out").is_dir() and not list((tmp_path / "new" / "out").iterdir())
+    (tmp_path / "file").write_bytes(b"x")
+    for folder in ("s3://no-such-bucket-here/out", str(tmp_path / "file" / "out")):
+        with pytest.raises(PermissionError, match=f"^{folder}: cannot write there"):
+            storage.check_writable(folder)
+    (tmp_path / "videos").mkdir()
+    (tmp_path / "videos" / "a.mp4").write_bytes(b"x")
+    rc = extract.main(["--input", str(tmp_path / "videos"), "--output", "s3://no-such-bucket-here/poses"])
+    assert rc == 2 and not ray.is_initialized()
+    assert "s3://no-such-bucket-here/poses: cannot write there" in caplog.text
+    signclip.create("tiny").save(tmp_path / "model")
+    rc = embed.main(["--model", str(tmp_path / "model"), "--input", str(poses_dir / "library.pose"),
+                     "--output", "s3://no-such-bucket-here/embeddings"])
+    assert rc == 2 and not ray.is_initialized()
+    assert "error: s3://no-such-bucket-here/embeddings: cannot write there" in capsys.readouterr().err
+
+
 def test_one_cache_home_for_models_and_sample_data(monkeypatch, tmp_path):
     from signclip.io import model_cache, sample_data
 

@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import hashlib
 import logging
-import posixpath
 from dataclasses import asdict, dataclass
 
 from signclip.io import inputs, manifests, storage
@@ -125,11 +124,7 @@ def from_manifest(path: str, path_column: str | None = None, id_column: str = "i
         if not file:
             raise InputError(f"{where}: empty {column!r}")
         file = manifests.resolve(file, path)
-        item_id = cell(row, id_column)
-        if not item_id:
-            relative = storage.relative_to(file, inputs.root_of(path))
-            item_id = posixpath.splitext(relative)[0] if not relative.startswith("..") else \
-                posixpath.splitext(posixpath.basename(file.replace("\\", "/")))[0]
+        item_id = cell(row, id_column) or manifests.default_id(file, path)
         items.append(Item(id=_check_id(item_id, where), kind=kind_of(file), source=file, **meta))
     return _unique(items, path)
 

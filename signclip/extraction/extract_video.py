@@ -84,19 +84,27 @@ def extract_pose(path: str, runner: HolisticRunner, facts: VideoFacts, *, max_se
         with read_ahead(frames, decode_ahead) as stream:
             data, confidence = runner.landmarks(stream, info.width, info.height)
         facts.frames = int(data.shape[0])
-        fps = info.fps if math.isfinite(info.fps) else video.measured_fps()
+        declared = info.declared_frames
+        tolerance = max(_TRUNCATION_MIN_FRAMES, _TRUNCATION_FRACTION * declared)
+        short = bool(declared) and facts.frames < declared - tolerance
+        # Matroska/WebM store no frame count: OpenCV declares duration x nominal rate, which a variable-rate
+        # video (phones, browser recordings) does not reach in frames, though its frames reach its end in time
+        variable_rate = short and video.decoded_seconds() >= (declared - tolerance) / info.fps
+        fps = video.measured_fps() if variable_rate or not math.isfinite(info.fps) else info.fps
+    if short and not variable_rate:
+        raise VideoError(f"truncated or corrupt video: decoded {facts.frames} of the {declared} frames "
+                         f"its container declares")
     if not math.isfinite(fps):
         fps = 0.0
         facts.warnings.append("frame rate unknown (container declares none), fps stored as 0")
     elif not math.isfinite(info.fps):
         facts.warnings.append(f"container declares no frame rate; {fps:.3f} measured from timestamps")
-    facts.fps = fps
-    declared = info.declared_frames
-    if declared and facts.frames < declared - max(_TRUNCATION_MIN_FRAMES, _TRUNCATION_FRACTION * declared):
-        raise VideoError(f"truncated or corrupt video: decoded {facts.frames} of the {declared} frames "
-                         f"its container declares")
-    if declared and facts.frames != declared:
+    elif variable_rate:
+        facts.warnings.append(f"variable frame rate: {facts.frames} frames where {info.fps:g} fps would give "
+                              f"{declared}; their mean rate {fps:.3f} fps is stored")
+    elif declared and facts.frames != declared:
         facts.warnings.append(f"decoded {facts.frames} frames, container declares {declared}")
+    facts.fps = fps
     if not confidence.any():
         facts.warnings.append("no person detected in any frame (pose is fully masked)")
     return build_pose(data, confidence, fps, info.width, info.height, runner.config)

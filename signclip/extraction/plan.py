@@ -2,13 +2,12 @@
 
 The input is a video file, a folder (searched recursively), a glob, or a manifest (Parquet/CSV with a
 path column and, optionally, an id column); local or ``s3://``. Poses mirror the videos' paths relative
-to the input's root: ``videos/a/b.mp4`` with root ``videos`` -> ``OUTPUT/a/b.pose``.
+to the input's root: ``videos/a/b.mp4`` with root ``videos`` -> ``OUTPUT/a/b.pose`` (:func:`list_inputs`).
 """
 
 from __future__ import annotations
 
 import logging
-import os
 from dataclasses import replace
 
 from signclip.extraction.extract_video import VideoTask
@@ -16,38 +15,29 @@ from signclip.io import inputs, manifests, storage
 
 log = logging.getLogger(__name__)
 
+
 def list_inputs(source: str, path_column: str = "path",
-                id_column: str = "id") -> tuple[list[tuple[str | None, str]], str]:
-    """The videos ``source`` names, as ``(id or None, path)`` pairs, and the root their output paths mirror."""
+                id_column: str = "id") -> list[tuple[str | None, str, str]]:
+    """The videos ``source`` names, as ``(id or None, path, name)``: ``name`` is the video's path without its
+    suffix relative to the input's root (a folder, a glob's static prefix, a manifest's folder; a manifest's
+    video outside its folder: the whole path, see :func:`signclip.io.manifests.default_id`). It names the pose
+    and, without an id, the video; it depends on that video alone, so adding videos never renames others."""
     if manifests.is_manifest(source):
         table = manifests.read_manifest(source)
         path_column = manifests.clip_column(list(table.columns), source, path_column)
         # an empty id falls back to the video's path, as in the embed job
         ids = [manifests.text_cell(v) or None for v in table[id_column]] if id_column in table.columns \
             else [None] * len(table)
-        paths = []
-        for row, cell in enumerate(table[path_column].tolist(), start=1):
+        listed = []
+        for row, (given_id, cell) in enumerate(zip(ids, table[path_column].tolist()), start=1):
             path = manifests.text_cell(cell)
             if not path:
                 raise ValueError(f"{source} row {row}: empty {path_column!r}")
-            paths.append(manifests.resolve(path, source))
-        if not paths:
-            return [], source
-        base = os.path.dirname(os.path.abspath(source)) if not storage.is_remote(source) else source.rsplit("/", 1)[0]
-        root = inputs.common_dir(paths)
-        if all(storage.relative_to(p, base).split("/", 1)[0] != ".." for p in paths):
-            root = base
-        return list(zip(ids, paths)), root
+            video = manifests.resolve(path, source)
+            listed.append((given_id, video, manifests.default_id(video, source)))
+        return listed
     videos, root = inputs.list_files(source, inputs.VIDEO_SUFFIXES)
-    return [(None, v) for v in videos], root
-
-
-def pose_path_for(video: str, root: str, output: str) -> str:
-    """Where ``video``'s pose goes: its path under ``root``, re-rooted at ``output``, suffix ``.pose``."""
-    relative = storage.relative_to(video, root)
-    if relative.startswith("../") or relative == "..":
-        raise ValueError(f"{video} is not under the input root {root}")
-    return storage.join(output, os.path.splitext(relative)[0] + ".pose")
+    return [(None, v, inputs.relative_id(v, root)) for v in videos]
 
 
 def existing_poses(output: str) -> set[str]:
@@ -61,21 +51,21 @@ def existing_poses(output: str) -> set[str]:
 
 def plan(source: str, output: str, path_column: str = "path", id_column: str = "id") -> list[VideoTask]:
     """One :class:`VideoTask` per distinct video, in input order; refuses two videos mapping to one pose."""
-    listed, root = list_inputs(source, path_column, id_column)
+    listed = list_inputs(source, path_column, id_column)
     tasks: list[VideoTask] = []
     seen_videos: set[str] = set()
     by_pose: dict[str, str] = {}
     by_id: dict[str, str] = {}
-    for given_id, video in listed:
+    for given_id, video, name in listed:
         if video in seen_videos:
             log.warning("%s is listed more than once; extracting it once", video)
             continue
         seen_videos.add(video)
-        pose = pose_path_for(video, root, output)
+        pose = storage.join(output, name + ".pose")
         if pose in by_pose:
             raise ValueError(f"{by_pose[pose]} and {video} would both write {pose}; rename one of them")
         by_pose[pose] = video
-        video_id = given_id if given_id is not None else inputs.relative_id(video, root)
+        video_id = given_id if given_id is not None else name
         if video_id in by_id:
             raise ValueError(f"id {video_id!r} names both {by_id[video_id]} and {video}")
         by_id[video_id] = video

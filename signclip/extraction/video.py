@@ -121,6 +121,15 @@ class VideoStream:
         span = (self._last_ms - self._first_ms) / 1000.0
         return (self.frames_read - 1) / span if span > 0 else math.nan
 
+    def decoded_seconds(self) -> float:
+        """How far into the video the decoded frames reach: the last frame's timestamp plus one frame at the
+        declared rate (NaN when the frames carry no timestamps or the rate is unknown)."""
+        if self._first_ms is None or self._last_ms is None or not math.isfinite(self.info.fps):
+            return math.nan
+        if self.frames_read > 1 and self._last_ms <= self._first_ms:
+            return math.nan  # the backend reported no timestamps (every frame at 0)
+        return self._last_ms / 1000.0 + 1.0 / self.info.fps
+
     def close(self) -> None:
         self._capture.release()
 

@@ -14,26 +14,22 @@ from signclip.io import storage
 
 VIDEO_SUFFIXES = (".mp4", ".mov", ".m4v", ".avi", ".mkv", ".webm", ".flv", ".wmv", ".mpg", ".mpeg", ".ts")
 POSE_SUFFIXES = (".pose",)
-_GLOB_CHARS = "*?["
-
-
-def is_glob(path: str) -> bool:
-    return any(ch in path for ch in _GLOB_CHARS)
 
 
 def _static_prefix(pattern: str) -> str:
     scheme, sep, rest = pattern.rpartition("://")
     static = []
     for part in rest.split("/")[:-1]:
-        if is_glob(part):
+        if any(ch in part for ch in storage.GLOB_CHARS):
             break
         static.append(part)
-    return f"{scheme}{sep}{'/'.join(static)}" if static else (f"{scheme}{sep}" if sep else ".")
+    prefix = "/".join(static) or ("/" if rest.startswith("/") else "")  # "/*.mp4": the root folder
+    return f"{scheme}{sep}{prefix}" if prefix or sep else "."
 
 
 def root_of(pattern: str) -> str:
     """The folder ids are relative to: the folder itself, a glob's static prefix, or a file's folder."""
-    if is_glob(pattern):
+    if storage.is_glob(pattern):
         return _static_prefix(pattern)
     fs, stripped = storage.filesystem(pattern)
     if fs.isdir(stripped):
@@ -47,15 +43,6 @@ def list_files(pattern: str, suffixes: tuple[str, ...]) -> tuple[list[str], str]
     Raises ``FileNotFoundError`` when ``pattern`` names nothing that exists.
     """
     return storage.expand(pattern, suffixes), root_of(pattern)
-
-
-def common_dir(paths: list[str]) -> str:
-    """The deepest folder holding every path (paths share one scheme)."""
-    if storage.is_remote(paths[0]):
-        scheme = paths[0].split("://", 1)[0]
-        stripped = [p.split("://", 1)[1] for p in paths]
-        return f"{scheme}://" + posixpath.commonpath([posixpath.dirname(p) for p in stripped])
-    return os.path.commonpath([os.path.dirname(os.path.abspath(p)) for p in paths])
 
 
 def relative_id(path: str, root: str) -> str:

@@ -38,14 +38,15 @@ def is_manifest(path: str) -> bool:
 
 
 def read_manifest(path: str) -> pd.DataFrame:
-    """A Parquet or CSV manifest as a DataFrame (CSV columns are read as strings)."""
+    """A Parquet or CSV manifest as a DataFrame (CSV columns are read as strings; Parquet integers with
+    nulls stay integers, not floats: id 101 must not become "101.0")."""
     import pandas as pd
     import pyarrow.parquet as pq
 
     data = storage.read_bytes(path)
     lower = path.lower()
     if lower.endswith(PARQUET_SUFFIXES):
-        return pq.read_table(io.BytesIO(data)).to_pandas()
+        return pq.read_table(io.BytesIO(data)).to_pandas(integer_object_nulls=True)
     if lower.endswith(CSV_SUFFIXES):
         return pd.read_csv(io.BytesIO(data), dtype=str, keep_default_na=False)
     raise ValueError(f"{path}: a manifest must be .parquet, .pq or .csv")
@@ -74,10 +75,33 @@ def resolve(path: str, manifest_path: str) -> str:
     """``path`` as written in a manifest, made absolute: relative paths are relative to the manifest's folder."""
     if storage.is_remote(path) or os.path.isabs(path):
         return path
-    if storage.is_remote(manifest_path):
-        scheme, rest = manifest_path.split("://", 1)
-        return f"{scheme}://" + posixpath.normpath(posixpath.join(posixpath.dirname(rest), path))
-    return os.path.normpath(os.path.join(os.path.dirname(os.path.abspath(manifest_path)), path))
+    folder = _folder(manifest_path)
+    if storage.is_remote(folder):
+        scheme, rest = folder.split("://", 1)
+        return f"{scheme}://" + posixpath.normpath(posixpath.join(rest, path))
+    return os.path.normpath(os.path.join(folder, path))
+
+
+def _folder(manifest_path: str) -> str:
+    return posixpath.dirname(manifest_path) if storage.is_remote(manifest_path) else \
+        os.path.dirname(os.path.abspath(manifest_path))
+
+
+def default_id(path: str, manifest_path: str) -> str:
+    """The id of a manifest row's file when the row names none: its path relative to the manifest's folder,
+    without the suffix (``videos/a/b.mp4`` beside the manifest -> ``videos/a/b``); for a file outside that
+    folder, its whole path without scheme and suffix (``s3://bucket/videos/a/b.mp4`` -> ``bucket/videos/a/b``).
+    It depends on the row alone: appending rows to a manifest never renames another row's outputs."""
+    folder = _folder(manifest_path)
+
+    def scheme(location: str) -> str:
+        return location.split("://", 1)[0] if storage.is_remote(location) else ""
+
+    same_store = scheme(path) == scheme(folder)
+    relative = storage.relative_to(path, folder) if same_store else ".."
+    if relative == ".." or relative.startswith("../"):
+        relative = (path.split("://", 1)[1] if storage.is_remote(path) else os.path.abspath(path)).lstrip("/")
+    return posixpath.splitext(relative.replace(os.sep, "/"))[0]
 
 
 def to_table(rows: Iterable[Mapping[str, Any]], schema: pa.Schema) -> pa.Table:

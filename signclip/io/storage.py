@@ -139,15 +139,41 @@ def makedirs(path: str) -> None:
         fs.makedirs(p, exist_ok=True)
 
 
+def check_writable(folder: str) -> None:
+    """Create ``folder`` if needed, then write and remove a small file in it, so that a job learns its output
+    cannot be written (no such bucket, no permission) before it does any work rather than after. Raises
+    ``PermissionError`` naming the folder."""
+    probe = join(folder, f".signclip-write-check-{uuid.uuid4().hex}")
+    try:
+        makedirs(folder)
+        write_bytes_atomic(probe, b"")
+        fs, p = filesystem(probe)
+        fs.rm_file(p)
+    except Exception as e:  # each store raises its own errors (botocore's are not OSErrors)
+        raise PermissionError(f"{folder}: cannot write there ({type(e).__name__}: {e})") from e
+
+
+GLOB_CHARS = "*?["
+
+
+def is_glob(location: str) -> bool:
+    """Whether ``location`` is a pattern: it has ``*``, ``?`` or ``[`` and names no file or folder itself
+    (a folder called ``Signs [ASL]`` is that folder, not a character class)."""
+    return any(ch in location for ch in GLOB_CHARS) and not exists(location)
+
+
 def expand(pattern: str, suffixes: tuple[str, ...]) -> list[str]:
     """Files named by a file, a directory (searched recursively) or a glob, filtered by suffix.
 
-    The result is sorted and keeps the caller's scheme (``s3://`` in, ``s3://`` out).
+    The result is sorted and keeps the caller's scheme (``s3://`` in, ``s3://`` out). Raises
+    ``FileNotFoundError`` when ``pattern`` names nothing: no such path, or a glob that matches no file.
     """
     fs, p = filesystem(pattern)
     scheme = pattern.split("://", 1)[0] + "://" if is_remote(pattern) else ""
-    if any(ch in p for ch in "*?["):
+    if is_glob(pattern):
         found = [f for f, info in fs.glob(p, detail=True).items() if info.get("type") != "directory"]
+        if not found:
+            raise FileNotFoundError(f"{pattern}: the pattern matches no file")
     elif not scheme and os.path.isdir(p):  # a folder on disk: os.walk reads entry types without a stat per file
         found = [os.path.join(folder, name) for folder, _, names in os.walk(p) for name in names]
     elif fs.isdir(p):

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import math
 import sys
 from collections.abc import Callable
 from typing import Any, NoReturn
@@ -51,6 +52,17 @@ def positive_int(text: str) -> int:
 def count(text: str) -> int:
     """An argparse type: an integer >= 0 (where 0 means none, or automatic)."""
     return _integer(text, 0, "an integer >= 0")
+
+
+def positive_number(text: str) -> float:
+    """An argparse type: a finite number > 0 (CPUs per actor or worker, which may be fractions)."""
+    try:
+        value = float(text)
+    except ValueError:
+        value = math.nan
+    if not math.isfinite(value) or value <= 0:
+        raise argparse.ArgumentTypeError(f"{text!r}: expected a number > 0")
+    return value
 
 
 def _integer(text: str, least: int, expected: str) -> int:

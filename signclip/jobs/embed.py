@@ -252,6 +252,12 @@ def run(opts: EmbedOptions) -> EmbedSummary:
                            resources={})
     if todo:
         log.info("%d items to embed (%d already in %s)", len(todo), summary.skipped, opts.output)
+        for folder in (opts.output, opts.npy_dir, opts.poses_dir):
+            if folder:
+                try:
+                    storage.check_writable(folder)
+                except PermissionError as e:
+                    raise InputError(str(e)) from None
         _init_ray(opts.address)
         if opts.wait_for_gpus:
             try:

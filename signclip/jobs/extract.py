@@ -174,9 +174,9 @@ def run(config: ExtractConfig, on_row: Callable[[dict[str, Any]], None] | None =
              sum(t.pose_exists for t in tasks))
     rows: dict[str, dict[str, Any]] = {}
     if tasks:
+        storage.check_writable(config.output)
         if not ray.is_initialized():
             ray.init(address=config.address, configure_logging=False)
-        storage.makedirs(config.output)
 
         def run_pass(todo: list[VideoTask], attempt: int) -> Iterator[pa.Table]:
             low, initial, high = _plan_pass(config, len(todo), attempt)
@@ -222,7 +222,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="more Holistic options as name=value,... e.g. refine_face_landmarks=true")
     p.add_argument("--path-column", default=d.path_column, help="manifest column with video paths")
     p.add_argument("--id-column", default=d.id_column, help="manifest column with ids")
-    p.add_argument("--cpus-per-actor", type=float, default=d.cpus_per_actor, help="CPUs per extraction actor")
+    p.add_argument("--cpus-per-actor", type=contract.positive_number, default=d.cpus_per_actor,
+                   help="CPUs per extraction actor")
     p.add_argument("--min-actors", type=contract.positive_int, default=d.min_actors, help="smallest actor pool")
     p.add_argument("--max-actors", type=contract.positive_int, default=None,
                    help="largest actor pool (unset: as many as the cluster CPUs allow)")
@@ -262,7 +263,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         config = config_from_args(args)
         summary = run(config)
-    except (ValueError, FileNotFoundError) as e:
+    except (ValueError, FileNotFoundError, PermissionError) as e:
         log.error("%s", e)
         return contract.EXIT_USAGE
     print(summary)
