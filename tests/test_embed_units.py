@@ -58,6 +58,8 @@ def test_manifest_resolves_relative_paths_and_carries_labels(tmp_path, poses_dir
     assert (a.id, a.source, a.gloss, a.language, a.split) == ("sub/a", str(tmp_path / "sub" / "a.pose"), "sad",
                                                             "ase", "test")
     assert (b.id, b.kind, b.gloss) == ("lib", "pose", "library")
+    with pytest.raises(embed_items.InputError, match=r"m\.csv: no 'clip_id' column for the ids"):
+        embed_items.list_items(str(m), id_column="clip_id")
 
 
 def test_a_manifest_row_outside_its_folder_is_named_by_its_whole_path(tmp_path, poses_dir):

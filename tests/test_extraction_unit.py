@@ -397,6 +397,11 @@ def test_plan_from_csv_and_parquet_manifests(tmp_path):
             "clips/x/1.pose", "clips/2.pose"]
     with pytest.raises(ValueError, match="no 'video' column"):
         plan(str(tmp_path / "list.csv"), str(tmp_path / "out"), path_column="video")
+    # a mistyped --id-column is refused, not silently replaced by ids derived from the paths
+    with pytest.raises(ValueError, match=r"list\.csv: no 'clip_id' column for the ids"):
+        plan(str(tmp_path / "list.csv"), str(tmp_path / "out"), id_column="clip_id")
+    assert [t.id for t in plan(str(tmp_path / "list.csv"), str(tmp_path / "out"), id_column="gloss")] == [
+        "house", "sad"]
 
 
 def test_plan_from_a_manifest_with_empty_cells(tmp_path):

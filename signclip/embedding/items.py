@@ -89,7 +89,7 @@ def from_files(pattern: str) -> list[Item]:
     return _unique(items, pattern)
 
 
-def from_manifest(path: str, path_column: str | None = None, id_column: str = "id",
+def from_manifest(path: str, path_column: str | None = None, id_column: str | None = None,
                   text_column: str | None = None) -> list[Item]:
     """Items from a manifest: prompts from ``text_column`` when given, else files from ``path_column``
     (default: the first of :data:`~signclip.io.manifests.CLIP_COLUMNS` the manifest has)."""
@@ -99,11 +99,12 @@ def from_manifest(path: str, path_column: str | None = None, id_column: str = "i
         raise InputError(f"{path}: no {text_column!r} column (columns: {columns})")
     try:
         column = text_column or manifests.clip_column(columns, path, path_column)
+        ids_in = manifests.id_column(columns, path, id_column)
     except ValueError as e:
         raise InputError(str(e)) from None
 
-    def cell(row: dict, name: str) -> str:
-        return manifests.text_cell(row.get(name))
+    def cell(row: dict, name: str | None) -> str:
+        return manifests.text_cell(row.get(name)) if name else ""
 
     items = []
     for i, row in enumerate(table.to_dict("records")):
@@ -117,14 +118,14 @@ def from_manifest(path: str, path_column: str | None = None, id_column: str = "i
                 log.warning("%s: empty %r, skipped", where, text_column)
                 continue
             meta["text"] = prompt
-            item_id = cell(row, id_column) or text_id(prompt)
+            item_id = cell(row, ids_in) or text_id(prompt)
             items.append(Item(id=_check_id(item_id, where), kind="text", source=f"{path}:{i + 2}", **meta))
             continue
         file = cell(row, column)
         if not file:
             raise InputError(f"{where}: empty {column!r}")
         file = manifests.resolve(file, path)
-        item_id = cell(row, id_column) or manifests.default_id(file, path)
+        item_id = cell(row, ids_in) or manifests.default_id(file, path)
         items.append(Item(id=_check_id(item_id, where), kind=kind_of(file), source=file, **meta))
     return _unique(items, path)
 
@@ -138,7 +139,7 @@ def from_text_file(path: str) -> list[Item]:
 
 
 def list_items(input_path: str | None = None, texts: str | None = None, path_column: str | None = None,
-               id_column: str = "id", text_column: str | None = None) -> list[Item]:
+               id_column: str | None = None, text_column: str | None = None) -> list[Item]:
     """Every item of a run (files and/or prompts). Raises ``InputError`` when there is none."""
     if input_path is None and texts is None:
         raise InputError("nothing to embed: give --input and/or --texts")

@@ -17,7 +17,7 @@ log = logging.getLogger(__name__)
 
 
 def list_inputs(source: str, path_column: str = "path",
-                id_column: str = "id") -> list[tuple[str | None, str, str]]:
+                id_column: str | None = None) -> list[tuple[str | None, str, str]]:
     """The videos ``source`` names, as ``(id or None, path, name)``: ``name`` is the video's path without its
     suffix relative to the input's root (a folder, a glob's static prefix, a manifest's folder; a manifest's
     video outside its folder: the whole path, see :func:`signclip.io.manifests.default_id`). It names the pose
@@ -25,9 +25,9 @@ def list_inputs(source: str, path_column: str = "path",
     if manifests.is_manifest(source):
         table = manifests.read_manifest(source)
         path_column = manifests.clip_column(list(table.columns), source, path_column)
+        ids_in = manifests.id_column(list(table.columns), source, id_column)
         # an empty id falls back to the video's path, as in the embed job
-        ids = [manifests.text_cell(v) or None for v in table[id_column]] if id_column in table.columns \
-            else [None] * len(table)
+        ids = [manifests.text_cell(v) or None for v in table[ids_in]] if ids_in else [None] * len(table)
         listed = []
         for row, (given_id, cell) in enumerate(zip(ids, table[path_column].tolist()), start=1):
             path = manifests.text_cell(cell)
@@ -49,7 +49,7 @@ def existing_poses(output: str) -> set[str]:
     return {storage.filesystem(p)[1] for p in found}
 
 
-def plan(source: str, output: str, path_column: str = "path", id_column: str = "id") -> list[VideoTask]:
+def plan(source: str, output: str, path_column: str = "path", id_column: str | None = None) -> list[VideoTask]:
     """One :class:`VideoTask` per distinct video, in input order; refuses two videos mapping to one pose."""
     listed = list_inputs(source, path_column, id_column)
     tasks: list[VideoTask] = []

@@ -66,6 +66,17 @@ def clip_column(columns: Sequence[str], manifest_path: str, given: str | None = 
                      f"or the one named by --path-column (columns: {list(columns)})")
 
 
+def id_column(columns: Sequence[str], manifest_path: str, given: str | None = None) -> str | None:
+    """The column of ``columns`` that holds the items' ids: ``given`` (``ValueError`` naming the manifest when
+    it has no such column: a mistyped flag must not silently fall back to derived ids), else ``id`` if present,
+    else None (ids are then derived from the paths)."""
+    if given is not None:
+        if given not in columns:
+            raise ValueError(f"{manifest_path}: no {given!r} column for the ids (columns: {list(columns)})")
+        return given
+    return "id" if "id" in columns else None
+
+
 def text_cell(value: Any) -> str:
     """A manifest cell as stripped text; ``""`` for an empty or null one (None, NaN)."""
     return "" if value is None or (isinstance(value, float) and value != value) else str(value).strip()

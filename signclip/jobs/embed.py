@@ -63,7 +63,7 @@ class EmbedOptions:
     input: str | None = None  # .pose / video file, folder, glob, or manifest (.parquet / .csv)
     texts: str | None = None  # text file with one prompt per line
     path_column: str | None = None  # manifest column with the file paths (None: pose, pose_path or path)
-    id_column: str = "id"  # manifest column with the item ids (optional)
+    id_column: str | None = None  # manifest column with the item ids (default: id if present)
     text_column: str | None = None  # embed this manifest column's prompts instead of files
     npy_dir: str | None = None  # also write one .npy, float32 (E,), per item here
     npy_name: str = embedding_store.NPY_NAME  # the .npy files' name from {id} and {model} (the model's name)
@@ -320,7 +320,8 @@ def parser() -> argparse.ArgumentParser:
     contract.add_output(p, help="embedding directory (local or s3://)")
     p.add_argument("--path-column", help="manifest column of file paths (default: the first of "
                    f"{', '.join(manifests.CLIP_COLUMNS)} it has)")
-    p.add_argument("--id-column", default="id", help="manifest column of ids (default: id)")
+    p.add_argument("--id-column", default=None,
+                   help="manifest column of ids (default: id if the manifest has one, else derived from paths)")
     p.add_argument("--text-column", help="embed the prompts of this manifest column instead of files")
     p.add_argument("--npy-dir", help="also write one .npy of shape (E,) per item here")
     p.add_argument("--npy-name", default=embedding_store.NPY_NAME,

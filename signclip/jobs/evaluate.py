@@ -77,7 +77,7 @@ def parser() -> argparse.ArgumentParser:
     embed.add_argument("--precision", choices=("fp32", "bf16"), default="fp32")
     embed.add_argument("--actors", type=contract.positive_int, help="embedding actors (default: as `signclip embed`)")
     embed.add_argument("--path-column", help="manifest column of clip paths (default: as `signclip embed`)")
-    embed.add_argument("--id-column", default="id")
+    embed.add_argument("--id-column", default=None, help="manifest column of ids (default: id if present)")
     contract.add_address(embed, old="--ray-address")
     return p
 

@@ -49,7 +49,7 @@ class ExtractConfig:
     holistic: HolisticConfig = field(default_factory=HolisticConfig)  # Holistic options
     overwrite: bool = False  # redo videos whose pose already exists and is valid
     path_column: str = "path"  # manifest column holding video paths
-    id_column: str = "id"  # manifest column holding ids (default: relative path without suffix)
+    id_column: str | None = None  # manifest column holding ids (default: id if present, else derived from paths)
     cpus_per_actor: float = 0.9  # CPUs reserved per extraction actor (fractional leaves room for other stages)
     min_actors: int = 1  # the actor pool never shrinks below this
     max_actors: int | None = None  # grows up to this (default: as many as the cluster's CPUs allow)
@@ -221,7 +221,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--holistic-options", default="",
                    help="more Holistic options as name=value,... e.g. refine_face_landmarks=true")
     p.add_argument("--path-column", default=d.path_column, help="manifest column with video paths")
-    p.add_argument("--id-column", default=d.id_column, help="manifest column with ids")
+    p.add_argument("--id-column", default=d.id_column,
+                   help="manifest column with ids (default: id if the manifest has one, else the videos' paths)")
     p.add_argument("--cpus-per-actor", type=contract.positive_number, default=d.cpus_per_actor,
                    help="CPUs per extraction actor")
     p.add_argument("--min-actors", type=contract.positive_int, default=d.min_actors, help="smallest actor pool")
