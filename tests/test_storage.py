@@ -132,3 +132,26 @@ def test_one_cache_home_for_models_and_sample_data(monkeypatch, tmp_path):
     monkeypatch.setenv("SIGNCLIP_CACHE", "")  # set but empty: the default, never a folder relative to the cwd
     home = Path.home() / ".cache" / "signclip"
     assert (model_cache.cache_root(), sample_data.cache_dir()) == (home / "models", home / "data")
+
+
+def test_scratch_files_of_a_process_that_died_are_removed_by_the_next_one(tmp_path, monkeypatch):
+    """A video that crashes its worker mid-extraction left its temporary copy behind on every attempt."""
+    import subprocess
+    import sys
+    import tempfile
+
+    from signclip.io import scratch
+
+    monkeypatch.setenv("TMPDIR", str(tmp_path))
+    monkeypatch.setattr(tempfile, "tempdir", None)  # gettempdir() reads TMPDIR again
+    crash = ("import os, sys; from signclip.io.scratch import scratch_file\n"
+             "with scratch_file('signclip-video-', '.mp4') as p:\n"
+             "    open(p, 'wb').write(b'x' * 1000); print(p); sys.stdout.flush(); os._exit(9)\n")
+    run = subprocess.run([sys.executable, "-c", crash], capture_output=True, text=True,
+                         env={**os.environ, "TMPDIR": str(tmp_path)}, timeout=60)
+    left = Path(run.stdout.strip())
+    assert run.returncode == 9 and left.parent == tmp_path and left.exists()  # the crash left its copy
+    with scratch.scratch_file("signclip-video-", ".mp4") as mine:
+        assert not left.exists() and Path(mine).exists()  # ours, with our pid, is kept while in use
+        assert scratch.sweep("signclip-video-") == 0
+    assert not Path(mine).exists() and not list(tmp_path.iterdir())

@@ -10,13 +10,11 @@ service's video route through :func:`extract_upload` (an uploaded file's bytes, 
 
 from __future__ import annotations
 
-import contextlib
 import datetime
 import logging
 import math
 import os
 import socket
-import tempfile
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -25,9 +23,15 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import pyarrow as pa
 
-from signclip.extraction.holistic import HolisticConfig, HolisticRunner, build_pose, pose_to_bytes
+from signclip.extraction.holistic import (
+    HolisticConfig,
+    HolisticRunner,
+    build_pose,
+    pose_to_bytes,
+)
 from signclip.extraction.video import VideoError, open_video, read_ahead
 from signclip.io import storage
+from signclip.io.scratch import scratch_file
 from signclip.io.status import FAILED, OK, SKIPPED
 
 if TYPE_CHECKING:
@@ -121,16 +125,12 @@ def extract_upload(video: bytes, runner: HolisticRunner, max_seconds: float,
     """
     if not video:
         raise VideoError("empty upload")
-    fd, path = tempfile.mkstemp(prefix="signclip-upload-", suffix=suffix)
-    try:
-        with os.fdopen(fd, "wb") as f:
+    with scratch_file("signclip-upload-", suffix) as path:
+        with open(path, "wb") as f:
             f.write(video)
         facts = VideoFacts()
         pose = extract_pose(path, runner, facts, max_seconds=max_seconds)
         return pose_to_bytes(pose), facts
-    finally:
-        with contextlib.suppress(FileNotFoundError):
-            os.remove(path)
 
 
 # ----------------------------------------------------------------------------------------------- the job's rows

@@ -17,7 +17,6 @@ import logging
 import math
 import os
 import queue
-import tempfile
 import threading
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
@@ -26,6 +25,7 @@ from typing import TypeVar
 import numpy as np
 
 from signclip.io import storage
+from signclip.io.scratch import scratch_file
 
 log = logging.getLogger(__name__)
 
@@ -142,15 +142,9 @@ def local_copy(path: str) -> Iterator[str]:
         yield local
         return
     fs, remote = storage.filesystem(path)
-    suffix = os.path.splitext(remote)[1]
-    fd, tmp = tempfile.mkstemp(prefix="signclip-video-", suffix=suffix)
-    os.close(fd)
-    try:
+    with scratch_file("signclip-video-", os.path.splitext(remote)[1]) as tmp:
         fs.get_file(remote, tmp)
         yield tmp
-    finally:
-        with contextlib.suppress(FileNotFoundError):
-            os.remove(tmp)
 
 
 @contextlib.contextmanager
