@@ -37,6 +37,21 @@ def read_manifest(output: str) -> pd.DataFrame:
 
 
 @pytest.mark.timeout(240)
+def test_a_run_over_part_of_the_input_keeps_the_manifest_rows_of_the_rest(ray_local, tmp_path, videos_dir):
+    src = copy_videos(videos_dir, tmp_path / "in", {"a.mp4": "sample_video.mp4", "b.mp4": "sample_video.mp4"})
+    out = tmp_path / "out"
+    assert main(["--input", str(src), "--output", str(out), "--no-progress"]) == 0
+    first = read_manifest(str(out))
+    assert main(["--input", str(src / "a.mp4"), "--output", str(out), "--no-progress"]) == 0
+    rows = read_manifest(str(out))
+    assert rows["status"].to_dict() == {"a": "skipped", "b": "ok"}  # b's row is the first run's
+    assert rows.loc["b"].to_dict() == first.loc["b"].to_dict()
+    (out / "manifest.parquet").write_bytes(b"not parquet")  # an unreadable earlier manifest: replaced
+    assert main(["--input", str(src / "a.mp4"), "--output", str(out), "--no-progress"]) == 0
+    assert read_manifest(str(out))["status"].to_dict() == {"a": "skipped"}
+
+
+@pytest.mark.timeout(240)
 def test_extracts_folder_with_bad_inputs_then_resumes(ray_local, tmp_path, videos_dir):
     src = copy_videos(videos_dir, tmp_path / "in", {"signer1/sample.mp4": "sample_video.mp4",
                                                     "signer2/deep/test.mp4": "test_video.mp4"})

@@ -6,7 +6,8 @@
 Input: a video, a folder, a glob or a manifest (Parquet/CSV with a ``path`` column, optional ``id``), local
 or ``s3://``. Output: ``OUTPUT/<same relative path>.pose`` per video and ``OUTPUT/manifest.parquet`` with
 one row per video (id, paths, frames, fps, size, seconds, status ok/failed/skipped, error, warning).
-A rerun skips videos whose pose is already complete (``--overwrite`` redoes them).
+A rerun skips videos whose pose is already complete (``--overwrite`` redoes them); the manifest keeps the
+rows of videos that earlier runs into the same output listed and this one does not.
 
 Each actor of an autoscaling pool holds one Holistic graph, reset to a fresh state per video; videos
 are decoded as a stream. The videos of a worker that died (killed, crashed, out of memory, its node lost)
@@ -18,6 +19,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import io
 import logging
 import math
 import time
@@ -197,16 +199,36 @@ def run(config: ExtractConfig, on_row: Callable[[dict[str, Any]], None] | None =
                       ("videos", "extracting"))
     ordered = [rows.get(t.id) or _lost_row(t, config.attempts) for t in tasks]
     table = manifests.to_table(ordered, MANIFEST_SCHEMA)
-    manifests.write_manifest(table, manifest_path)
+    manifests.write_manifest(pa.concat_tables([table, _rows_of_other_videos(manifest_path, set(rows) | {
+        t.id for t in tasks})]), manifest_path)
     counts = manifests.status_counts(table)
     frames = sum(r["frames"] or 0 for r in ordered if r["status"] == ItemStatus.OK)
     summary = ExtractSummary(videos=len(tasks), ok=counts[ItemStatus.OK], failed=counts[ItemStatus.FAILED],
                              skipped=counts[ItemStatus.SKIPPED], frames=frames,
                              seconds=time.perf_counter() - started, manifest_path=manifest_path)
-    contract.write_summary(config.output, {**dataclasses.asdict(summary),
-                                           "frames_per_second": round(summary.frames_per_second, 3) if summary.seconds > 0 else None})
+    rate = round(summary.frames_per_second, 3) if summary.seconds > 0 else None
+    contract.write_summary(config.output, {**dataclasses.asdict(summary), "frames_per_second": rate})
     log.info("%s", summary)
     return summary
+
+
+def _rows_of_other_videos(manifest_path: str, ids: set[str]) -> pa.Table:
+    """The rows an earlier run's manifest holds for videos this run does not list (a run over part of the
+    input, or another input into the same output): their poses are still there, so the manifest keeps them."""
+    import pyarrow.compute as pc
+    import pyarrow.parquet as pq
+
+    empty = MANIFEST_SCHEMA.empty_table()
+    if not storage.exists(manifest_path):
+        return empty
+    try:
+        earlier = pq.read_table(io.BytesIO(storage.read_bytes(manifest_path)))
+        others = earlier.filter(pc.invert(pc.is_in(earlier["id"], pa.array(sorted(ids), pa.string()))))
+        return others.select(MANIFEST_SCHEMA.names).cast(MANIFEST_SCHEMA)
+    except (OSError, ValueError, KeyError, pa.ArrowException) as e:
+        log.warning("%s: the earlier manifest cannot be read (%s: %s); it is replaced by this run's rows",
+                    manifest_path, type(e).__name__, e)
+        return empty
 
 
 def build_parser() -> argparse.ArgumentParser:
