@@ -305,6 +305,21 @@ def test_a_variable_frame_rate_video_is_extracted_not_failed_as_truncated(tmp_pa
     assert 3.5 < duration < 4.0, (pose.body.fps, duration)  # 1 s at 30 fps + 2.8 s at 10 fps, not 58/30 s
 
 
+def test_an_audio_only_file_is_failed_for_having_no_video_stream(tmp_path):
+    import av
+
+    path = tmp_path / "voice-memo.mp4"
+    with av.open(str(path), "w", format="mp4") as out:
+        stream = out.add_stream("aac", rate=16000)
+        for i in range(20):
+            frame = av.AudioFrame.from_ndarray(np.zeros((1, 1024), np.float32), format="fltp", layout="mono")
+            frame.sample_rate, frame.pts = 16000, i * 1024
+            out.mux(stream.encode(frame))
+        out.mux(stream.encode())
+    row = process_video(VideoTask("memo", str(path), str(tmp_path / "memo.pose")), HolisticRunner())
+    assert row["status"] == "failed" and row["error"].startswith("no video stream: the file holds only audio"), row
+
+
 def test_resume_skips_valid_pose_and_redoes_bad_or_mismatched_ones(tmp_path, videos_dir):
     video = str(videos_dir / "sample_video.mp4")
     target = tmp_path / "s.pose"

@@ -229,6 +229,21 @@ def _mp4_codec_tags(head: bytes) -> list[str]:
     return tags
 
 
+# an mp4 track's handler type -> what it holds ('mdir' and the like name metadata handlers, not tracks)
+_MP4_TRACKS = {"vide": "video", "soun": "audio", "text": "text", "sbtl": "subtitles", "subt": "subtitles",
+               "tmcd": "timecode", "hint": "hint track"}
+
+
+def _mp4_track_kinds(head: bytes) -> list[str]:
+    """The handler type of each 'hdlr' box in an mp4 header ('vide', 'soun', ...), read after the box's
+    version, flags and pre-defined field."""
+    kinds, start = [], 0
+    while (i := head.find(b"hdlr", start)) >= 0 and i + 16 <= len(head):
+        kinds.append(head[i + 12:i + 16].decode("latin-1"))
+        start = i + 4
+    return kinds
+
+
 def explain_unreadable(local_path: str) -> str:
     """Why FFmpeg (through OpenCV) cannot open ``local_path``: empty, unknown container, or unknown codec."""
     size = os.path.getsize(local_path)
@@ -243,6 +258,9 @@ def explain_unreadable(local_path: str) -> str:
     if container.startswith("ISO"):
         if b"moov" not in head and size <= _HEAD_BYTES:
             return "truncated or corrupt mp4: no 'moov' box (the index of the file is missing)"
+        tracks = {_MP4_TRACKS[k] for k in _mp4_track_kinds(head) if k in _MP4_TRACKS}
+        if b"moov" in head and tracks and "video" not in tracks:
+            return f"no video stream: the file holds only {' and '.join(sorted(tracks))} ({container})"
         tags = _mp4_codec_tags(head)
         if tags:
             names = ", ".join(map(repr, tags))
