@@ -8,11 +8,13 @@ A screenshot is written to ``$SIGNCLIP_TEST_ARTIFACTS`` (default ``runs/test-art
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import socket
 import threading
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -34,27 +36,35 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
-@pytest.fixture(scope="module")
-def service(tmp_path_factory, poses_dir):
+@contextlib.contextmanager
+def _running(settings: ServiceSettings) -> Iterator[str]:
+    """The app over ``settings`` on uvicorn in a thread of this process; yields its URL."""
     import uvicorn
 
-    work = tmp_path_factory.mktemp("browser")
-    model = tiny_model(work / "tiny")
-    index = write_corpus(work, poses_dir, model)
-    settings = ServiceSettings.from_mapping({"models": {"default": str(model)}, "indexes": {"asl": index},
-                                            "enable_video": False})
-    app = create_app(LocalBackend(settings), settings, token="")
-    port = _free_port()
-    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
+    server = uvicorn.Server(uvicorn.Config(create_app(LocalBackend(settings), settings, token=""), host="127.0.0.1",
+                                           port=_free_port(), log_level="warning"))
     thread = threading.Thread(target=server.run, daemon=True)
     thread.start()
     deadline = time.monotonic() + 30
     while not server.started:
         assert time.monotonic() < deadline and thread.is_alive(), "the service did not start"
         time.sleep(0.1)
-    yield {"url": f"http://127.0.0.1:{port}/", "index": index}
-    server.should_exit = True
-    thread.join(10)
+    try:
+        yield f"http://127.0.0.1:{server.config.port}/"
+    finally:
+        server.should_exit = True
+        thread.join(10)
+
+
+@pytest.fixture(scope="module")
+def service(tmp_path_factory, poses_dir):
+    work = tmp_path_factory.mktemp("browser")
+    model = tiny_model(work / "tiny")
+    index = write_corpus(work, poses_dir, model)
+    settings = ServiceSettings.from_mapping({"models": {"default": str(model)}, "indexes": {"asl": index},
+                                            "enable_video": False})
+    with _running(settings) as url:
+        yield {"url": url, "index": index, "model": model}
 
 
 @pytest.fixture(scope="module")
@@ -138,3 +148,24 @@ def test_search_page_in_a_real_browser(service, browser, poses_dir):
     box.clear()
     browser.find_element(By.ID, "search").click()
     _wait(browser, lambda d: "type a word" in error.text, what="the empty-query message")
+
+
+@pytest.mark.timeout(180)
+def test_the_result_count_is_bounded_by_the_servers_max_k(service, browser):
+    """The page's default of 12 results is refused by a server whose max_k is lower: it follows /info."""
+    from selenium.webdriver.common.by import By
+
+    most = 5
+    settings = ServiceSettings.from_mapping({"models": {"default": str(service["model"])},
+                                            "indexes": {"asl": service["index"]}, "enable_video": False,
+                                            "max_k": most})
+    with _running(settings) as url:
+        browser.get(url)
+        k = browser.find_element(By.ID, "k")
+        _wait(browser, lambda d: k.get_attribute("max") == str(most), what="the server's limits")
+        assert k.get_attribute("value") == str(most)
+        browser.find_element(By.ID, "query").send_keys(QUERY)
+        browser.find_element(By.ID, "search").click()
+        _wait(browser, lambda d: d.find_elements(By.CSS_SELECTOR, "#results .hit"), what="the results")
+        assert not browser.find_element(By.ID, "search-error").is_displayed()
+        assert len(browser.find_elements(By.CSS_SELECTOR, "#results .hit")) <= most

@@ -346,6 +346,16 @@ def test_pending_skips_written_ids_and_retries_failed_ones_on_request(tmp_path, 
     opts.flip = True
     with pytest.raises(InputError, match="made with flip=False, this run uses flip=True"):
         pending(items, opts, fields)
+    # the window stride counts only for windowed clips: a truncating rerun with another stride adds to the corpus
+    opts.flip, opts.retry_failed, opts.window_stride = False, False, 64
+    assert [i.id for i in pending(items, opts, fields)] == ["c"]
+    window = spec_for(model_dir, tmp_path / "windowed", long_clips="window", window_stride=128)
+    embedding_store.write_shard(to_table(_rows(window, ["a"], "ok", 1.0), window), str(tmp_path / "windowed"),
+                                "r1", "x")
+    opts = EmbedOptions(model=str(model_dir), output=str(tmp_path / "windowed"), long_clips="window",
+                        window_stride=64)
+    with pytest.raises(InputError, match="made with window_stride=128, this run uses window_stride=64"):
+        pending(items, opts, fields)
 
 
 def test_the_summary_line_says_where_the_failures_are_explained():

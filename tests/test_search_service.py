@@ -3,16 +3,20 @@ and the approximate index's recall against exact search."""
 
 from __future__ import annotations
 
+import asyncio
 import base64
+import sys
+import threading
 
 import numpy as np
 import pytest
 
 import signclip
-from signclip.api import LocalBackend, ServiceSettings, create_app
+from signclip.api import LocalBackend, ServiceSettings, backend, create_app
 from signclip.search.index import VectorIndex, exact_top_k
 from signclip.search.lookup import SignSearch
-from tests.embed_helpers import LABELLED, tiny_model, write_corpus
+from tests.embed_helpers import LABELLED, tiny_model, warped_copies, write_corpus
+from tests.test_search import embed_corpus
 
 QUERY = "<en> <ase> house"
 
@@ -195,3 +199,54 @@ def test_serve_cli_takes_indexes(index, capsys):
     assert args.index == [f"asl={index['dir']}"] and args.search_mode == "exact"
     assert main(["--model", f"default={index['model']}", "--index", "asl=/nowhere"]) == 2
     assert "holds no embeddings" in capsys.readouterr().err
+
+
+def test_a_clip_whose_label_has_no_prompt_does_not_break_the_index(index, tmp_path, poses_dir):
+    clips = {name: (poses_dir / f"{name}.pose", gloss, "ASL" if name == "library" else "ase")
+             for name, gloss in LABELLED.items()}
+    odd = embed_corpus(tmp_path / "emb", index["model"], clips)
+    client = _client({"models": {"default": str(index["model"])}, "indexes": {"odd": odd}, "enable_video": False})
+    listed = client.get("/v1/indexes", headers=AUTH)
+    assert listed.status_code == 200 and listed.json()["data"][0]["labels"] == 2, listed.text  # house, sad
+    pose = (poses_dir / "library.pose").read_bytes()
+    r = client.post("/v1/search", files={"file": ("clip.pose", pose)}, headers=AUTH)
+    assert r.status_code == 200, r.text
+    assert r.json()["hits"][0]["id"] == "library" and {g["label"] for g in r.json()["glosses"]} == {"house", "sad"}
+
+
+def test_listing_the_indexes_counts_labels_without_embedding_them_off_the_event_loop(index, monkeypatch):
+    search = SignSearch.load(index["dir"])
+    monkeypatch.setattr(search.embedder, "embed_texts", lambda texts: pytest.fail("index info embedded labels"))
+    assert backend.index_info("asl", search).labels == len(set(LABELLED.values()))
+
+    local = LocalBackend(ServiceSettings.from_mapping({"models": {"default": str(index["model"])},
+                                                       "indexes": {"asl": index["dir"]}}))
+    threads = []
+    info = backend.index_info
+    monkeypatch.setattr(backend, "index_info", lambda *a: threads.append(threading.get_ident()) or info(*a))
+
+    async def listed():
+        return threading.get_ident(), await local.indexes()
+
+    loop_thread, found = asyncio.run(listed())
+    assert found["asl"].labels == len(set(LABELLED.values())) and threads and loop_thread not in threads
+
+
+def test_an_approximate_index_without_faiss_is_a_load_error_that_says_what_to_install(index, monkeypatch):
+    monkeypatch.setitem(sys.modules, "faiss", None)
+    with pytest.raises(ValueError, match=r"index 'asl' .*needs faiss.*pip install 'signclip\[search\]'"):
+        LocalBackend(ServiceSettings.from_mapping({"models": {"default": str(index["model"])},
+                                                   "indexes": {"asl": index["dir"]}, "search_mode": "approximate"}))
+
+
+def test_a_hits_pose_url_leads_to_its_own_pose_whatever_its_id(index, poses_dir, tmp_path):
+    ids = ["what?", "no#1", "100%", "a b", "café/é", "a+b&c=d"]  # ids the embed job accepts
+    copies = warped_copies(poses_dir / "sad-colin.pose", tmp_path / "copies", len(ids), seed=0)
+    odd = write_corpus(tmp_path, poses_dir, index["model"], extra=dict(zip(ids, copies)))
+    client = _client({"models": {"default": str(index["model"])}, "indexes": {"odd": odd}, "enable_video": False})
+    hits = client.get("/v1/search", params={"q": QUERY, "k": 20}, headers=AUTH).json()["hits"]
+    assert set(ids) <= {h["id"] for h in hits}
+    for hit in hits:
+        r = client.get("/" + hit["pose_url"], headers=AUTH)
+        expected = dict(zip(ids, copies)).get(hit["id"], poses_dir / f"{hit['id']}.pose")
+        assert r.status_code == 200 and r.content == expected.read_bytes(), (hit["id"], hit["pose_url"], r.text)

@@ -145,6 +145,7 @@ def load_indexes(settings: ServiceSettings) -> dict[str, SignSearch]:
 
 
 def index_info(name: str, search: SignSearch) -> IndexInfo:
+    """What ``GET /v1/indexes`` says of one index (its labels counted, not embedded)."""
     meta = search.corpus.meta
     return IndexInfo(name=name, clips=len(search.corpus), labels=len(search.labels),
                      model=str(meta["model"].iloc[0]), fingerprint=str(meta["model_hash"].iloc[0]),
@@ -152,16 +153,14 @@ def index_info(name: str, search: SignSearch) -> IndexInfo:
 
 
 def search_texts(indexes: dict[str, SignSearch], requests: Sequence[tuple[str, str, int]]) -> list[SearchResult]:
-    """Text queries ``(index, query, k)``, the queries of one index embedded together."""
+    """Text queries ``(index, query, k)``, the queries of one index searched together."""
     out: list[SearchResult | None] = [None] * len(requests)
     by_index: dict[str, list[int]] = {}
     for i, (name, _, _) in enumerate(requests):
         by_index.setdefault(name, []).append(i)
     for name, members in by_index.items():
-        search = indexes[name]
-        vectors = search.embedder.embed_texts([requests[i][1] for i in members])
         k = max(requests[i][2] for i in members)
-        for i, hits in zip(members, search.search_clips(vectors, k)):
+        for i, hits in zip(members, indexes[name].search_many([requests[i][1] for i in members], k)):
             out[i] = SearchResult(name, hits[:requests[i][2]])
     return [r for r in out if r is not None]
 
@@ -261,7 +260,10 @@ class LocalBackend:
         return {name: m.info for name, m in self._models.items()}
 
     async def indexes(self) -> dict[str, IndexInfo]:
-        return {name: index_info(name, search) for name, search in self._indexes.items()}
+        def info() -> dict[str, IndexInfo]:
+            return {name: index_info(name, search) for name, search in self._indexes.items()}
+
+        return await asyncio.to_thread(info)
 
     async def search_text(self, index: str, query: str, k: int) -> SearchResult:
         return (await asyncio.to_thread(search_texts, self._indexes, [(index, query, k)]))[0]

@@ -13,6 +13,7 @@ A query is embedded by the model the index was embedded with (checked by fingerp
 from __future__ import annotations
 
 from typing import Any
+from urllib.parse import quote
 
 from fastapi import FastAPI, Request
 from starlette.responses import Response
@@ -26,9 +27,14 @@ SEARCH_UPLOAD_ROUTES = frozenset({"/v1/search"})
 POSE_SUFFIX = ".pose"
 
 
+def pose_url(index: str, clip_id: str) -> str:
+    """The route of a clip's ``.pose``, relative to the service root (an id's ``/`` kept as folders)."""
+    return f"v1/poses/{quote(index, safe='')}/{quote(clip_id, safe='/')}"
+
+
 def _hit(hit: Any, index: str) -> dict[str, Any]:
     return {"rank": hit.rank, "score": hit.score, "id": hit.id, "gloss": hit.gloss, "text": hit.text,
-            "language": hit.language, "pose_url": f"v1/poses/{index}/{hit.id}"}
+            "language": hit.language, "pose_url": pose_url(index, hit.id)}
 
 
 def _answer(result: SearchResult, **extra: Any) -> dict[str, Any]:

@@ -25,6 +25,7 @@ import pyarrow as pa
 
 from signclip.io import embedding_store, storage
 from signclip.io.status import FAILED, OK, lost_error
+from signclip.model.long_clips import WINDOW_STRIDE
 
 log = logging.getLogger(__name__)
 
@@ -51,7 +52,7 @@ class RunSpec:
     flip: bool = False  # test-time mirroring of left-handed clips
     anonymized: bool = False  # remove the signer's appearance first
     long_clips: str = "truncate"  # the embedder's policy for clips over max_frames: truncate / window
-    window_stride: int = 128  # frames between windows ("window" policy)
+    window_stride: int = WINDOW_STRIDE  # frames between windows ("window" policy)
     precision: str = "fp32"  # fp32 / bf16 (autocast)
     max_batch_size: int = 256  # clips per forward pass
     max_batch_frames: int | None = None  # clips x longest length per forward pass (None: the embedder's default)
@@ -269,7 +270,8 @@ def to_table(batch: Batch, spec: RunSpec) -> pa.Table:
         model=pa.array([spec.model] * n), model_name=pa.array([spec.model_name] * n),
         model_hash=pa.array([spec.model_hash] * n), feature_set=pa.array([spec.feature_set] * n),
         flip=pa.array([spec.flip] * n), anonymized=pa.array([spec.anonymized] * n),
-        long_clips=pa.array([spec.long_clips] * n), precision=pa.array([spec.precision] * n),
+        long_clips=pa.array([spec.long_clips] * n), window_stride=pa.array([spec.window_stride] * n, pa.int64()),
+        precision=pa.array([spec.precision] * n),
         frames=nullable("frames"), segments=nullable("segments"),
         embedding=pa.FixedSizeListArray.from_arrays(pa.array(emb.reshape(-1)), spec.embedding_dim,
                                                     mask=pa.array(failed)),

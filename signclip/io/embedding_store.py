@@ -36,7 +36,10 @@ MANIFEST = "manifest.parquet"
 SHARD_SUFFIX = ".parquet"
 
 # What fixes an embedding besides the clip: a rerun into the same directory must match these.
-VARIANT_COLUMNS = ("model_hash", "feature_set", "flip", "anonymized", "long_clips", "precision")
+VARIANT_COLUMNS = ("model_hash", "feature_set", "flip", "anonymized", "long_clips", "window_stride", "precision")
+DEFAULT_WINDOW_STRIDE = 128  # `signclip embed`'s --window-stride default
+# Columns that shards of older versions lack, read as the value those versions used.
+LEGACY_DEFAULTS = {"window_stride": DEFAULT_WINDOW_STRIDE}
 
 
 def schema(embedding_dim: int) -> pa.Schema:
@@ -57,6 +60,7 @@ def schema(embedding_dim: int) -> pa.Schema:
         pa.field("flip", pa.bool_()),  # test-time mirroring of left-handed clips (the paper's E8)
         pa.field("anonymized", pa.bool_()),  # appearance removed before embedding (the paper's E8.1)
         pa.field("long_clips", pa.string()),  # the model's long-clip policy for this run: truncate / window
+        pa.field("window_stride", pa.int64()),  # frames between windows (used when long_clips is window)
         pa.field("precision", pa.string()),  # fp32 / bf16
         pa.field("frames", pa.int64()),  # the clip's frame count before any truncation (null for texts / unread)
         pa.field("long_clip", pa.string()),  # policy applied to THIS clip: "" when it fits, else truncate / window
@@ -90,11 +94,25 @@ def write_shard(table: pa.Table, output: str, run_id: str, name: str) -> str:
     return path
 
 
+def _read_one(path: str, fs: pa.fs.FileSystem, columns: list[str] | None) -> pa.Table:
+    """One shard; a column of :data:`LEGACY_DEFAULTS` that an older shard lacks is filled with its default."""
+    with fs.open_input_file(storage.filesystem(path)[1]) as f:
+        shard = pq.ParquetFile(f)
+        wanted = schema(1).names if columns is None else columns
+        missing = [c for c in wanted if c in LEGACY_DEFAULTS and c not in shard.schema_arrow.names]
+        table = shard.read(columns=None if columns is None else [c for c in columns if c not in missing])
+    if not missing:
+        return table
+    for name in missing:
+        table = table.append_column(schema(1).field(name), pa.array([LEGACY_DEFAULTS[name]] * table.num_rows))
+    return table.select([c for c in wanted if c in table.column_names])  # the column order of newer shards
+
+
 def _read(paths: list[str], columns: list[str] | None) -> pa.Table:
     fs, _ = storage.pyarrow_filesystem(paths[0])
     tables = []
     for order, path in enumerate(paths):
-        t = pq.read_table(storage.filesystem(path)[1], columns=columns, filesystem=fs)
+        t = _read_one(path, fs, columns)
         tables.append(t.append_column("_order", pa.array(np.full(t.num_rows, order, dtype=np.int64))))
     return pa.concat_tables(tables)
 

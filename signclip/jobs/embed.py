@@ -47,6 +47,7 @@ from signclip.io.status import ItemStatus
 from signclip.jobs import contract
 from signclip.jobs.ray_data import DEFAULT_ATTEMPTS, in_passes, lenient_execution, map_with_actors
 from signclip.jobs.scaling import wait_for_gpus
+from signclip.model.long_clips import WINDOW_STRIDE
 
 if TYPE_CHECKING:
     from ray.data import Dataset
@@ -72,7 +73,7 @@ class EmbedOptions:
     flip: bool = False  # test-time flip: mirror clips whose right hand is never seen
     anonymized: bool = False  # remove the signer's appearance before embedding
     long_clips: str = "truncate"  # clips over the model's frame limit: truncate (reference) or window
-    window_stride: int = 128  # frames between windows for --long-clips window
+    window_stride: int = WINDOW_STRIDE  # frames between windows for --long-clips window
     precision: str = "fp32"  # fp32, or bf16 autocast (faster on recent CPUs/GPUs; moves embeddings a little)
     actors: int | None = None  # embedding actors, max size of the pool (None: one per GPU, else per CPU)
     min_actors: int | None = None  # min size of the pool (default: actors)
@@ -120,8 +121,11 @@ class EmbedSummary:
 # ------------------------------------------------------------------------------------------------ planning
 
 def _variant(opts: EmbedOptions, spec: dict) -> dict:
-    return {"model_hash": spec["model_hash"], "feature_set": spec["feature_set"], "flip": opts.flip,
-            "anonymized": opts.anonymized, "long_clips": opts.long_clips, "precision": opts.precision}
+    variant = {"model_hash": spec["model_hash"], "feature_set": spec["feature_set"], "flip": opts.flip,
+               "anonymized": opts.anonymized, "long_clips": opts.long_clips, "precision": opts.precision}
+    if opts.long_clips == "window":  # the stride changes nothing for truncated clips
+        variant["window_stride"] = opts.window_stride
+    return variant
 
 
 def pending(items: list[Item], opts: EmbedOptions, spec: dict) -> list[Item]:
@@ -333,7 +337,7 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--anonymized", action="store_true", help="remove appearance before embedding (paper E8.1)")
     p.add_argument("--long-clips", choices=("truncate", "window"), default="truncate",
                    help="clips over the model's frame limit: keep the first frames (reference) or average windows")
-    p.add_argument("--window-stride", type=contract.positive_int, default=128,
+    p.add_argument("--window-stride", type=contract.positive_int, default=WINDOW_STRIDE,
                    help="frames between windows (default 128)")
     p.add_argument("--precision", choices=("fp32", "bf16"), default="fp32", help="inference precision")
     p.add_argument("--actors", type=contract.positive_int,

@@ -4,8 +4,8 @@
     signclip search --embeddings s3://bucket/emb "<en> <ase> house" "<en> <ase> sad" --json
 
 The query is embedded with the model named in the shards (or ``--model``); see :mod:`signclip.search.lookup`.
-Runs in-process (no Ray): the corpus's embeddings are loaded into memory. Exit code 2 on a missing
-corpus or a model that does not match the embeddings.
+Runs in-process (no Ray): the corpus's embeddings are loaded into memory and searched exactly (``--search-mode``).
+Exit code 2 on an empty query, a missing corpus or a model that does not match the embeddings.
 """
 
 from __future__ import annotations
@@ -20,6 +20,8 @@ from signclip.jobs import contract
 
 
 def parser() -> argparse.ArgumentParser:
+    from signclip.search.index import APPROXIMATE_ABOVE
+
     p = argparse.ArgumentParser(prog="signclip search", description=__doc__.split("\n\n")[0],
                                 formatter_class=argparse.RawDescriptionHelpFormatter, epilog=__doc__)
     p.add_argument("queries", nargs="+", help='prompts, e.g. "<en> <ase> house"')
@@ -27,19 +29,23 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--model", help="model directory (default: the one named in the embeddings)")
     p.add_argument("-k", "--top", type=contract.positive_int, default=10, help="results per query (default 10)")
     p.add_argument("--device", default="cpu", help="torch device for the query (default cpu)")
+    p.add_argument("--search-mode", choices=("exact", "approximate", "auto"), default="exact",
+                   help="exact (default: one query needs no index build), approximate (FAISS HNSW, needs "
+                        f"signclip[search]) or auto (approximate above {APPROXIMATE_ABOVE:,} clips)")
     p.add_argument("--json", action="store_true", help="print JSON lines instead of a table")
     return p
 
 
 def main(argv: list[str] | None = None) -> int:
     from signclip.model.checkpoint import CheckpointError
-    from signclip.search.lookup import SignSearch
+    from signclip.search.lookup import SignSearch, check_queries
 
     if not logging.getLogger().handlers:
         logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     args = parser().parse_args(argv)
     try:
-        index = SignSearch.load(args.embeddings, model_dir=args.model, device=args.device)
+        check_queries(args.queries)
+        index = SignSearch.load(args.embeddings, model_dir=args.model, device=args.device, mode=args.search_mode)
         results = index.search_many(args.queries, k=args.top)
     except (FileNotFoundError, ValueError, CheckpointError) as e:
         print(f"error: {e}", file=sys.stderr)

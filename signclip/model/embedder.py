@@ -17,7 +17,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from signclip.model.long_clips import LongClips, windows
+from signclip.model.long_clips import WINDOW_STRIDE, LongClips, windows
 from signclip.pose.features import collate, pose_features
 from signclip.pose.reader import PoseSource
 
@@ -46,7 +46,7 @@ class Embedder:
 
     def __init__(self, model: "SignCLIP", *, max_batch_size: int = 64, max_batch_frames: int | None = None,
                  max_padding: float = 1.25,
-                 long_clips: LongClips = "truncate", window_stride: int = 128, flip: bool = False,
+                 long_clips: LongClips = "truncate", window_stride: int = WINDOW_STRIDE, flip: bool = False,
                  anonymized: bool = False, precision: Literal["fp32", "bf16"] = "fp32"):
         if long_clips not in ("truncate", "window"):
             raise ValueError(f"long_clips {long_clips!r}: expected 'truncate' or 'window'")

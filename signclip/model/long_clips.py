@@ -10,6 +10,7 @@ from __future__ import annotations
 from typing import Literal
 
 LongClips = Literal["truncate", "window"]
+WINDOW_STRIDE = 128  # frames between windows unless a caller chooses (the embed job's --window-stride default)
 
 
 def windows(length: int, size: int, stride: int) -> list[tuple[int, int]]:

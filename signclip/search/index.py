@@ -48,7 +48,8 @@ class VectorIndex:
         try:
             import faiss
         except ImportError as e:
-            raise RuntimeError("approximate search needs faiss (pip install 'signclip[search]')") from e
+            raise ValueError(f"approximate search over {len(self.vectors)} vectors needs faiss, which is not "
+                             "installed: pip install 'signclip[search]', or use search mode exact") from e
         index = faiss.IndexHNSWFlat(self.vectors.shape[1], HNSW_NEIGHBOURS, faiss.METRIC_INNER_PRODUCT)
         index.hnsw.efConstruction = HNSW_BUILD_DEPTH
         index.add(self.vectors)

@@ -4,26 +4,30 @@
     index = SignSearch.load("runs/emb")               # the model named in the shards, or model_dir=...
     for hit in index.search("<en> <ase> house", k=10):
         print(hit.rank, round(hit.score, 2), hit.id, hit.source)
-    index.recognize_poses([open("clip.pose", "rb").read()], k=5)   # the corpus's best glosses / texts
+    index.recognize(index.embed_clips([open("clip.pose", "rb").read()]), k=5)   # the best glosses / texts
 
 The corpus is the ``ok`` pose/video rows of an embedding directory written by ``signclip embed``. Queries are
 embedded with the model the shards name (its fingerprint must match theirs) and clips are ranked by the
 model's similarity (:class:`signclip.search.index.VectorIndex`: the dot product; unit vectors for ``cosine``
-models). Recognition ranks the corpus's distinct labels (a clip's text, else its gloss prompt) the same way,
-each label embedded once by the text tower.
+models). Query clips are embedded as the corpus's clips were (flip, anonymisation, long-clip policy and window
+stride, precision: what the shards record). Recognition ranks the corpus's distinct labels (a clip's text,
+else its gloss prompt; labels the text tower cannot tell apart are one) the same way, each label embedded
+once by the text tower, the first time a clip is recognised.
 """
 
 from __future__ import annotations
 
 import logging
+import threading
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Sequence
+from typing import TYPE_CHECKING, Any, NamedTuple, Sequence
 
 import numpy as np
+import pandas as pd
 
 from signclip.io import embedding_store
 from signclip.model.embedder import Embedder
-from signclip.model.prompts import gloss_prompt
+from signclip.model.prompts import PromptError, gloss_prompt
 from signclip.search.index import APPROXIMATE_ABOVE, SearchMode, VectorIndex
 
 if TYPE_CHECKING:
@@ -58,6 +62,15 @@ class Label:
     clips: int  # clips of the corpus with this label
 
 
+class LabelEntry(NamedTuple):
+    """One distinct label of the corpus."""
+
+    label: str  # the gloss, or the text when the corpus gives one (as its first clip spells it)
+    language: str  # its sign language ("" when the corpus does not say)
+    prompt: str  # what the text tower embeds
+    clips: int  # clips of the corpus with this label
+
+
 def load_model_for(corpus: embedding_store.Corpus, model_dir: str | None = None, device: str = "cpu") -> SignCLIP:
     """The model that made ``corpus``: ``model_dir`` or the one its shards name (local or a URL, fetched into
     this node's cache), checked by fingerprint."""
@@ -80,8 +93,51 @@ def load_model_for(corpus: embedding_store.Corpus, model_dir: str | None = None,
     return load(local, device=device)
 
 
+# how the corpus's clips were embedded, which a query clip must follow (Embedder arguments, shard columns alike)
+EMBEDDING_VARIANT = ("flip", "anonymized", "long_clips", "window_stride", "precision")
+
+
+def _one_value(meta: pd.DataFrame, column: str) -> Any:
+    values = sorted({v.item() if isinstance(v, np.generic) else v for v in meta[column].dropna()}, key=str)
+    if len(values) != 1:
+        raise ValueError(f"the corpus's clips were embedded with {column} {values}: a query clip can be embedded "
+                         "like them only when they agree")
+    return values[0]
+
+
+def corpus_variant(corpus: embedding_store.Corpus) -> dict[str, Any]:
+    """The :class:`Embedder` arguments the corpus's clips were embedded with; ``ValueError`` when its clips
+    disagree."""
+    variant = {name: _one_value(corpus.meta, name) for name in EMBEDDING_VARIANT if name != "window_stride"}
+    variant["window_stride"] = (_one_value(corpus.meta, "window_stride") if variant["long_clips"] == "window"
+                                else embedding_store.DEFAULT_WINDOW_STRIDE)  # unused: long clips are truncated
+    return variant
+
+
+def check_queries(queries: Sequence[str]) -> None:
+    """Raise ``ValueError`` for a text query that is empty after stripping (it names nothing to look up)."""
+    for n, query in enumerate(queries, 1):
+        if not isinstance(query, str) or not query.strip():
+            raise ValueError(f"query {n} of {len(queries)} ({query!r}) is empty; give a word or phrase to look up")
+
+
+def label_of(text: str, gloss: str, language: str) -> tuple[str, str] | None:
+    """A clip's label and the prompt the text tower embeds for it: its text, else its gloss's prompt; None when
+    it has neither. Raises ``PromptError`` when the gloss's prompt cannot be built (e.g. an unknown code)."""
+    if text.strip():
+        text = " ".join(text.split())
+        return text, text
+    if gloss.strip() and language:
+        return " ".join(gloss.split()), gloss_prompt(gloss, language)
+    return None
+
+
+def _strings(column: Any) -> list[str]:
+    return ["" if v is None or v is pd.NA else str(v) for v in column]
+
+
 class SignSearch:
-    """Ranks the clips (and the labels) of an embedded corpus for text and clip queries."""
+    """Ranks the clips (and the labels) of an embedded corpus for text and clip queries. Thread-safe."""
 
     def __init__(self, corpus: embedding_store.Corpus, embedder: Embedder, mode: SearchMode = "auto",
                  approximate_above: int = APPROXIMATE_ABOVE):
@@ -90,8 +146,14 @@ class SignSearch:
         self.corpus = corpus
         self.embedder = embedder
         self.index = VectorIndex(corpus.embeddings, mode, approximate_above)
-        self._labels: tuple[list[tuple[str, str, str, int]], VectorIndex | None] | None = None
-        self._rows = {str(i): n for n, i in enumerate(corpus.meta["id"])}
+        # plain lists: a hit reads its row's fields without going through pandas
+        self._column = {c: _strings(corpus.meta[c]) for c in ("id", "source", "gloss", "text", "language",
+                                                               "pose_path")}
+        self._rows = {clip_id: n for n, clip_id in enumerate(self._column["id"])}
+        self._labels: list[LabelEntry] | None = None
+        self._label_vectors: VectorIndex | None = None
+        self._labels_lock = threading.Lock()
+        self._vectors_lock = threading.Lock()
 
     @classmethod
     def load(cls, embeddings: str, model_dir: str | None = None, device: str = "cpu", mode: SearchMode = "auto",
@@ -100,10 +162,12 @@ class SignSearch:
         corpus = embedding_store.load(embeddings, kinds=("pose", "video"))
         if len(corpus) == 0:
             raise ValueError(f"{embeddings}: no successfully embedded clips to search")
+        try:
+            variant = corpus_variant(corpus)
+        except ValueError as e:
+            raise ValueError(f"{embeddings}: {e}") from e
         model = load_model_for(corpus, model_dir, device)
-        precision = str(corpus.meta["precision"].iloc[0])
-        search = cls(corpus, Embedder(model, precision=precision, flip=bool(corpus.meta["flip"].iloc[0]),
-                                      anonymized=bool(corpus.meta["anonymized"].iloc[0])), mode, approximate_above)
+        search = cls(corpus, Embedder(model, **variant), mode, approximate_above)
         log.info("searching %d clips of %s (%s)", len(corpus), embeddings, search.index.mode)
         return search
 
@@ -111,16 +175,16 @@ class SignSearch:
     def _hits(self, vectors: np.ndarray, k: int) -> list[list[Hit]]:
         if k < 1:
             raise ValueError(f"k {k}: expected a positive number of results")
-        meta = self.corpus.meta
         scores, rows = self.index.search(vectors, k)
-        return [[Hit(rank=r + 1, score=float(s), id=str(meta["id"].iloc[i]), source=str(meta["source"].iloc[i]),
-                     gloss=str(meta["gloss"].iloc[i]), text=str(meta["text"].iloc[i]),
-                     language=str(meta["language"].iloc[i]))
+        c = self._column
+        return [[Hit(rank=r + 1, score=s, id=c["id"][i], source=c["source"][i], gloss=c["gloss"][i],
+                     text=c["text"][i], language=c["language"][i])
                  for r, (s, i) in enumerate(zip(row_scores, row_ids)) if i >= 0]
-                for row_scores, row_ids in zip(scores, rows)]
+                for row_scores, row_ids in zip(scores.tolist(), rows.tolist())]
 
     def search_many(self, queries: Sequence[str], k: int = 10) -> list[list[Hit]]:
-        """The top ``k`` clips for each text query, best first."""
+        """The top ``k`` clips for each text query, best first; ``ValueError`` for an empty query."""
+        check_queries(queries)
         return self._hits(self.embedder.embed_texts(list(queries)), k)
 
     def search(self, query: str, k: int = 10) -> list[Hit]:
@@ -136,39 +200,58 @@ class SignSearch:
         return self._hits(vectors, k)
 
     # -- labels ---------------------------------------------------------------------------------------------
-    def _label_index(self) -> tuple[list[tuple[str, str, str, int]], VectorIndex | None]:
-        if self._labels is None:
-            meta = self.corpus.meta
-            counts: dict[tuple[str, str, str], int] = {}
-            for text, gloss, language in zip(meta["text"], meta["gloss"], meta["language"]):
-                text, gloss, language = str(text or ""), str(gloss or ""), str(language or "")
-                if text:
-                    key = (text, language, text)
-                elif gloss and language:
-                    key = (gloss, language, gloss_prompt(gloss, language))
-                else:
-                    continue  # a clip without a label names nothing to recognise
-                counts[key] = counts.get(key, 0) + 1
-            labels = [(label, language, prompt, n) for (label, language, prompt), n in counts.items()]
-            index = (VectorIndex(self.embedder.embed_texts([p for _, _, p, _ in labels]), "exact")
-                     if labels else None)
-            self._labels = (labels, index)
-        return self._labels
+    def _group_labels(self) -> list[LabelEntry]:
+        tokenizer = getattr(self.embedder.model, "tokenizer", None)
+        fold_case = bool(getattr(tokenizer, "lower_case", False))  # then HOUSE and house are one text to the model
+        groups: dict[tuple[str, str], LabelEntry] = {}
+        refused: list[tuple[str, str]] = []
+        c = self._column
+        for clip_id, text, gloss, language in zip(c["id"], c["text"], c["gloss"], c["language"]):
+            try:
+                found = label_of(text, gloss, language)
+            except PromptError as e:
+                refused.append((clip_id, str(e)))
+                continue
+            if found is None:
+                continue  # a clip without a label names nothing to recognise
+            label, prompt = found
+            key = (prompt.lower() if fold_case else prompt, language)
+            seen = groups.get(key)
+            groups[key] = seen._replace(clips=seen.clips + 1) if seen else LabelEntry(label, language, prompt, 1)
+        if refused:
+            log.warning("recognition leaves out %d clip(s) whose label has no prompt the model can read (text and "
+                        "clip searches still find them); e.g. clip %r: %s", len(refused), *refused[0])
+        return list(groups.values())
 
     @property
-    def labels(self) -> list[tuple[str, str, str, int]]:
-        """The distinct labels it recognises: (label, language, prompt, clips with it)."""
-        return self._label_index()[0]
+    def labels(self) -> list[LabelEntry]:
+        """The distinct labels it recognises (counted once, without embedding them)."""
+        if self._labels is None:
+            with self._labels_lock:
+                if self._labels is None:
+                    self._labels = self._group_labels()
+        return self._labels
+
+    def _label_index(self) -> VectorIndex:
+        """The labels' prompts embedded, once, by the first recognition (the others wait for it)."""
+        if self._label_vectors is None:
+            labels = self.labels
+            with self._vectors_lock:
+                if self._label_vectors is None:
+                    self._label_vectors = VectorIndex(self.embedder.embed_texts([e.prompt for e in labels]),
+                                                      "exact")
+        return self._label_vectors
 
     def recognize(self, vectors: np.ndarray, k: int = 5) -> list[list[Label]]:
         """The ``k`` labels of the corpus (distinct glosses / texts) most similar to each embedded query clip."""
-        labels, index = self._label_index()
-        if index is None:
+        labels = self.labels
+        if not labels:
             return [[] for _ in range(len(np.atleast_2d(vectors)))]
-        scores, rows = index.search(vectors, k)
-        return [[Label(rank=r + 1, score=float(s), label=labels[i][0], language=labels[i][1], prompt=labels[i][2],
-                       clips=labels[i][3]) for r, (s, i) in enumerate(zip(row_s, row_i))]
-                for row_s, row_i in zip(scores, rows)]
+        scores, rows = self._label_index().search(vectors, k)
+        return [[Label(rank=r + 1, score=s, label=labels[i].label, language=labels[i].language,
+                       prompt=labels[i].prompt, clips=labels[i].clips)
+                 for r, (s, i) in enumerate(zip(row_s, row_i))]
+                for row_s, row_i in zip(scores.tolist(), rows.tolist())]
 
     # -- the clips' files --------------------------------------------------------------------------------------
     def pose_path(self, clip_id: str) -> str | None:
@@ -176,5 +259,4 @@ class SignSearch:
         row = self._rows.get(clip_id)
         if row is None:
             return None
-        path = str(self.corpus.meta["pose_path"].iloc[row] or "")
-        return path or None
+        return self._column["pose_path"][row] or None

@@ -1,5 +1,5 @@
 // The dictionary page: text -> the nearest signs; a sign (.pose or video) -> the nearest signs and glosses.
-// Talks only to this server's own API (/v1/indexes, /v1/search, /v1/poses, /v1/skeleton); nothing external.
+// Talks only to this server's own API (/info, /v1/indexes, /v1/search, /v1/poses, /v1/skeleton); nothing external.
 "use strict";
 
 import { parsePose, PosePlayer, play } from "./pose.js";
@@ -37,9 +37,18 @@ function showError(where, error) {
 
 function status(where, text) { $(where).textContent = text; }
 
+// The server's limit on results (GET /info's max_k) bounds the "top" box and its default.
+async function loadLimits() {
+  const maxK = (await (await call("info")).json()).limits.max_k;
+  const k = $("k");
+  k.max = String(maxK);
+  k.value = String(Math.min(Number(k.value) || maxK, maxK));
+}
+
 async function loadIndexes() {
   const select = $("index");
   try {
+    await loadLimits();
     const reply = await (await call("v1/indexes")).json();
     select.replaceChildren(...reply.data.map((ix) => {
       const option = document.createElement("option");
