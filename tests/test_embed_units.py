@@ -297,6 +297,29 @@ def test_readers_keep_one_row_per_id_and_ignore_partial_files(tmp_path, model_di
     assert corpus.meta["frames"].dtype == pd.Int64Dtype()
 
 
+def test_a_loaded_corpus_keeps_each_clips_own_embedding_across_shards(tmp_path, model_dir):
+    """Rows are gathered shard by shard into one array: every id must get its own row's vector."""
+    out = tmp_path / "emb"
+    spec = spec_for(model_dir, out)
+    value = {}
+    for run, ids in enumerate([["a", "b", "c"], ["d"], ["b", "e"], ["f", "g"]]):
+        rows = _rows(spec, ids, "ok", 0)
+        for n, clip in enumerate(ids):
+            value[clip] = 10 * run + n + 1
+            rows["embedding"][n] = value[clip]
+        if run == 1:
+            rows["kind"][:] = "text"  # a shard that contributes nothing to a corpus of clips
+        if run == 3:
+            rows["status"][1], rows["error"][1] = "failed", "x"  # g failed
+        embedding_store.write_shard(to_table(rows, spec), str(out), f"r{run}", "x")
+    corpus = embedding_store.load(str(out), kinds=("pose",))
+    assert list(corpus.meta["id"]) == ["a", "c", "b", "e", "f"]  # b's newer row, in shard order
+    np.testing.assert_array_equal(corpus.embeddings[:, 0], [value[i] for i in corpus.meta["id"]])
+    assert corpus.embeddings.shape == (5, spec.embedding_dim) and corpus.embeddings.dtype == np.float32
+    nothing = embedding_store.load(str(out), kinds=("video",))
+    assert nothing.embeddings.shape == (0, spec.embedding_dim)
+
+
 def test_npy_path_layout(tmp_path):
     embedding_store.write_npy(str(tmp_path), "a/b", np.arange(4, dtype=np.float64))
     arr = np.load(tmp_path / "a" / "b.npy")

@@ -184,6 +184,20 @@ def test_approximate_search_recalls_what_exact_search_finds():
     assert VectorIndex(vectors[:100], "auto", approximate_above=50).mode == "approximate"
 
 
+def test_exact_search_in_steps_answers_as_in_one(monkeypatch):
+    """Many queries against a large corpus are scored a slice of queries at a time, to bound memory."""
+    from signclip.search import index as index_module
+
+    rng = np.random.default_rng(1)
+    vectors, queries = rng.normal(size=(1000, 16)).astype(np.float32), rng.normal(size=(37, 16)).astype(np.float32)
+    whole = VectorIndex(vectors, "exact").search(queries, 7)
+    monkeypatch.setattr(index_module, "EXACT_PAIRS_PER_STEP", 5000)  # 5 queries a step
+    stepped = VectorIndex(vectors, "exact").search(queries, 7)
+    np.testing.assert_array_equal(stepped[1], whole[1])
+    np.testing.assert_allclose(stepped[0], whole[0], rtol=1e-5)  # BLAS sums a smaller product in another order
+    assert stepped[0].shape == (37, 7)
+
+
 def test_exact_top_k_keeps_corpus_order_on_ties():
     scores = np.array([[0.5, 0.9, 0.9, 0.1, 0.9]], dtype=np.float32)
     s, rows = exact_top_k(scores, 2)

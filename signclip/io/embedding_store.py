@@ -155,26 +155,49 @@ class Corpus:
 def load(output: str, kinds: tuple[str, ...] | None = None) -> Corpus:
     """The embedded items under ``output`` (status ``ok``, one row per id), optionally of some kinds only.
 
+    The embeddings go shard by shard into one array of the selected rows, so loading holds little more than
+    that array (reading every shard's column, then selecting, held three copies of the corpus at its peak).
     Raises ``FileNotFoundError`` when ``output`` holds no shards.
     """
     paths = list_shards(output)
     if not paths:
         raise FileNotFoundError(f"{output}: no embedding shards (expected {shards_dir(output)}/part-*.parquet)")
-    table = _read(paths, None)
-    meta = _pandas(table.drop(["embedding"]))
+    table = _read(paths, [name for name in schema(1).names if name != "embedding"])
+    sizes = np.bincount(table.column("_order").to_numpy(), minlength=len(paths))
+    meta = _pandas(table)
+    del table
     meta["_emb"] = np.arange(len(meta))
     meta = _one_per_id(meta)
     meta = meta[meta["status"] == OK]
     if kinds is not None:
         meta = meta[meta["kind"].isin(kinds)]
-    column = table.column("embedding").combine_chunks()
-    width = column.type.list_size
-    flat = column.values.to_numpy(zero_copy_only=False).reshape(-1, width)
-    # rows of a fixed-size list column are contiguous, so row i's values are flat[i] (offset included)
-    start = column.offset
-    emb = flat[start:start + len(column)][meta["_emb"].to_numpy()].astype(np.float32, copy=False)
-    meta = meta.drop(columns=["_emb"]).reset_index(drop=True)
-    return Corpus(meta, np.ascontiguousarray(emb))
+    emb = _gather_embeddings(paths, sizes, meta["_emb"].to_numpy())
+    return Corpus(meta.drop(columns=["_emb"]).reset_index(drop=True), emb)
+
+
+def _gather_embeddings(paths: list[str], sizes: np.ndarray, rows: np.ndarray) -> np.ndarray:
+    """float32 [len(rows), E]: row ``rows[i]`` of the shards' rows in order, one shard's column read at a time."""
+    fs, _ = storage.pyarrow_filesystem(paths[0])
+    starts = np.concatenate([[0], np.cumsum(sizes)])
+    by_row = np.argsort(rows, kind="stable")
+    out: np.ndarray | None = None
+    for shard, path in enumerate(paths):
+        lo, hi = np.searchsorted(rows[by_row], [starts[shard], starts[shard + 1]])
+        if lo == hi:
+            continue
+        column = _read_one(path, fs, ["embedding"]).column("embedding").combine_chunks()
+        if out is None:
+            out = np.empty((len(rows), column.type.list_size), dtype=np.float32)
+        # rows of a fixed-size list column are contiguous, so row i's values are flat[i] (offset included)
+        flat = column.values.to_numpy(zero_copy_only=False).reshape(-1, column.type.list_size)
+        flat = flat[column.offset:column.offset + len(column)]
+        picks = by_row[lo:hi]
+        out[picks] = flat[rows[picks] - starts[shard]]
+    if out is None:  # nothing selected: the width from the first shard's footer
+        with fs.open_input_file(storage.filesystem(paths[0])[1]) as f:
+            width = pq.ParquetFile(f).schema_arrow.field("embedding").type.list_size
+        out = np.empty((0, width), dtype=np.float32)
+    return out
 
 
 NPY_NAME = "{id}.npy"  # the default per-clip file name; pose-evaluation's is "{id}-using-model-{model}.npy"

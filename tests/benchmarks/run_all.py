@@ -23,6 +23,7 @@ LOCK = "/tmp/signclip-ray.lock"
 QUICK = {
     "embedder": ["--clips", "200", "--reference-clips", "20"],
     "embed": ["--clips", "400", "--reference-clips", "20", "--actors", "1"],
+    "corpus_load": ["--clips", "20000"],
     "embed_pipeline": ["--clips", "4000"],
     "extract": ["--copies", "4", "--only", "bc"],
     "featurize": ["--rounds", "2"],
