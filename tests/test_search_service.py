@@ -126,6 +126,8 @@ def test_a_clip_whose_pose_file_this_server_cannot_read_is_a_404_that_says_so(in
     (lambda c: c.get("/v1/poses/bsl/library", headers=AUTH), 404, "index_not_found"),
     (lambda c: c.post("/v1/search", files={"file": ("x.pose", b"garbage")}, headers=AUTH), 422, "invalid_pose"),
     (lambda c: c.post("/v1/search", json={"pose": "!!"}, headers=AUTH), 400, "invalid_base64"),
+    (lambda c: c.post("/v1/search", json={"k": 3}, headers=AUTH), 400, "missing_field"),
+    (lambda c: c.post("/v1/search", json={"pose": ["AAAA"]}, headers=AUTH), 400, "invalid_pose"),
     (lambda c: c.post("/v1/search", files={"file": ("clip.mp4", b"\x00" * 100)}, headers=AUTH), 415,
      "unsupported_media_type"),
     (lambda c: c.post("/v1/search", files={"file": ("big.pose", b"\x00" * (5 << 20))}, headers=AUTH), 413,
@@ -166,6 +168,34 @@ def test_an_index_is_searched_only_with_its_own_model(index, tmp_path):
                                                    "index_models": {"asl": str(other)}}))
     with pytest.raises(ValueError, match="holds no embeddings"):
         ServiceSettings.from_mapping({"models": {"default": str(other)}, "indexes": {"x": str(tmp_path)}})
+
+
+def test_an_index_lists_the_model_it_is_searched_with(index, tmp_path):
+    import shutil
+
+    copy = tmp_path / "model-moved-here"
+    shutil.copytree(index["model"], copy)  # the same model (fingerprint) in another place
+    client = _client({"models": {"default": str(index["model"])}, "indexes": {"asl": index["dir"]},
+                      "index_models": {"asl": str(copy)}, "enable_video": False})
+    listed = client.get("/v1/indexes", headers=AUTH).json()["data"][0]
+    assert listed["model"] == str(copy), listed
+
+
+def test_an_index_without_a_searchable_clip_is_refused_before_the_service_starts(index, tmp_path):
+    """It used to pass the settings and fail only inside the search replica, which Serve then restarts."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    from signclip.io import embedding_store
+
+    for n, path in enumerate(embedding_store.list_shards(index["dir"])):
+        shard = pq.read_table(path)
+        failed = shard.set_column(shard.schema.get_field_index("status"), "status",
+                                  pa.array(["failed"] * shard.num_rows))
+        embedding_store.write_shard(failed, str(tmp_path / "failed"), "r1", str(n))
+    with pytest.raises(ValueError, match=r"holds no successfully embedded clips to search \(its \d+ rows"):
+        ServiceSettings.from_mapping({"models": {"default": str(tiny_model(tmp_path / "m"))},
+                                      "indexes": {"asl": str(tmp_path / "failed")}})
 
 
 def test_approximate_search_recalls_what_exact_search_finds():

@@ -148,7 +148,7 @@ def index_info(name: str, search: SignSearch) -> IndexInfo:
     """What ``GET /v1/indexes`` says of one index (its labels counted, not embedded)."""
     meta = search.corpus.meta
     return IndexInfo(name=name, clips=len(search.corpus), labels=len(search.labels),
-                     model=str(meta["model"].iloc[0]), fingerprint=str(meta["model_hash"].iloc[0]),
+                     model=search.model_location, fingerprint=str(meta["model_hash"].iloc[0]),
                      similarity=search.embedder.model.cfg.similarity, mode=search.index.mode)
 
 

@@ -69,9 +69,12 @@ def add_search_routes(app: FastAPI, calls: Calls, errors: dict) -> None:
             name = parsing.index_name(body.get("index"), settings)
             count = parsing.result_count(body.get("k"), settings)
             value = body.get("pose")
-            if not isinstance(value, str):
+            if value is None:
                 raise bad_request("the body needs a 'pose' field (a base64-encoded .pose file)", "missing_field",
                                   "pose")
+            if not isinstance(value, str):
+                raise bad_request(f"'pose' must be a string (a base64-encoded .pose file), not a "
+                                  f"{type(value).__name__}; send one clip per request", "invalid_pose", "pose")
             pose = parsing.decode_pose(value, "pose")
         else:
             form = await calls.form(request, max_files=1)

@@ -213,4 +213,8 @@ def resolve_index(location: str, base_dir: str | os.PathLike | None = None) -> s
     if not embedding_store.list_shards(location):
         raise ValueError(f"index {location!r} holds no embeddings (expected {embedding_store.shards_dir(location)}/"
                          "part-*.parquet, written by `signclip embed`)")
+    rows = embedding_store.read_index(location, ("kind",))
+    if not ((rows["status"] == "ok") & rows["kind"].isin(("pose", "video"))).any():
+        raise ValueError(f"index {location!r} holds no successfully embedded clips to search (its {len(rows)} "
+                         "rows are texts or failed; see its manifest.parquet)")
     return location

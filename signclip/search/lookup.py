@@ -144,6 +144,7 @@ class SignSearch:
         if len(corpus) == 0:
             raise ValueError("the corpus holds no embedded clips")
         self.corpus = corpus
+        self.model_location = str(corpus.meta["model"].iloc[0]) if len(corpus) else ""  # where its model was read
         self.embedder = embedder
         self.index = VectorIndex(corpus.embeddings, mode, approximate_above)
         # plain lists: a hit reads its row's fields without going through pandas
@@ -168,6 +169,7 @@ class SignSearch:
             raise ValueError(f"{embeddings}: {e}") from e
         model = load_model_for(corpus, model_dir, device)
         search = cls(corpus, Embedder(model, **variant), mode, approximate_above)
+        search.model_location = model_dir or search.model_location
         log.info("searching %d clips of %s (%s)", len(corpus), embeddings, search.index.mode)
         return search
 
