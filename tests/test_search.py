@@ -179,17 +179,10 @@ def test_hits_are_built_without_reading_the_table_row_by_row():
                                                                         "pose_path")})
     vectors = rng.normal(size=(n, 16)).astype(np.float32)
     search = SignSearch(embedding_store.Corpus(meta, vectors), embedder=None, mode="exact")  # no model needed
-    q = vectors[:queries]
-    ranking, building = [], []
-    for _ in range(3):
-        started = time.perf_counter()
-        search.index.search(q, k)
-        ranking.append(time.perf_counter() - started)
-        started = time.perf_counter()
-        hits = search.search_clips(q, k)
-        building.append(time.perf_counter() - started)
-    per_hit = (min(building) - min(ranking)) / (queries * k)
-    assert per_hit < 30e-6, f"{per_hit * 1e6:.1f} us per hit"  # pandas scalar reads cost ~110 us
+    # pandas scalar reads cost ~110 us a hit (12,800 hits: 1.4 s, as long as the search): hits read plain lists
+    search.corpus.meta = None
+    hits = search.search_clips(vectors[:queries], k)
+    assert len(hits) == queries and all(len(h) == k for h in hits)
     first = hits[0][0]
     row = int(first.id.split("-")[1])
     assert (first.id, first.source, first.gloss, first.text, first.language) == tuple(

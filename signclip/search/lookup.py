@@ -144,7 +144,8 @@ class SignSearch:
         if len(corpus) == 0:
             raise ValueError("the corpus holds no embedded clips")
         self.corpus = corpus
-        self.model_location = str(corpus.meta["model"].iloc[0]) if len(corpus) else ""  # where its model was read
+        # where its model was read (load() names the one it used)
+        self.model_location = str(corpus.meta["model"].iloc[0]) if len(corpus) and "model" in corpus.meta else ""
         self.embedder = embedder
         self.index = VectorIndex(corpus.embeddings, mode, approximate_above)
         # plain lists: a hit reads its row's fields without going through pandas
