@@ -3,6 +3,7 @@ worker killed mid-run."""
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import signal
@@ -21,7 +22,7 @@ from tests.test_extraction_unit import make_bad_inputs
 pytestmark = [pytest.mark.ray, pytest.mark.filterwarnings("ignore::DeprecationWarning")]
 
 COLUMNS = ["id", "video_path", "pose_path", "frames", "fps", "width", "height", "seconds", "status", "error",
-           "warning", "worker", "started_at"]
+           "warning", "worker", "started_at", "holistic"]
 
 
 def copy_videos(videos_dir: Path, target: Path, layout: dict[str, str]) -> Path:
@@ -46,6 +47,12 @@ def test_a_run_over_part_of_the_input_keeps_the_manifest_rows_of_the_rest(ray_lo
     rows = read_manifest(str(out))
     assert rows["status"].to_dict() == {"a": "skipped", "b": "ok"}  # b's row is the first run's
     assert rows.loc["b"].to_dict() == first.loc["b"].to_dict()
+    # other Holistic options: the poses they would change are made again, not kept
+    assert main(["--input", str(src), "--output", str(out), "--no-progress",
+                 "--holistic-options", "min_detection_confidence=0.6"]) == 0
+    rows = read_manifest(str(out))
+    assert rows["status"].to_dict() == {"a": "ok", "b": "ok"}
+    assert {json.loads(h)["min_detection_confidence"] for h in rows["holistic"]} == {0.6}
     (out / "manifest.parquet").write_bytes(b"not parquet")  # an unreadable earlier manifest: replaced
     assert main(["--input", str(src / "a.mp4"), "--output", str(out), "--no-progress"]) == 0
     assert read_manifest(str(out))["status"].to_dict() == {"a": "skipped"}

@@ -3,9 +3,11 @@ per-video status, planning, manifests. Real videos from the shared sample data; 
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import subprocess
 import sys
+from dataclasses import replace
 from pathlib import Path
 
 import cv2
@@ -318,6 +320,30 @@ def test_an_audio_only_file_is_failed_for_having_no_video_stream(tmp_path):
         out.mux(stream.encode())
     row = process_video(VideoTask("memo", str(path), str(tmp_path / "memo.pose")), HolisticRunner())
     assert row["status"] == "failed" and row["error"].startswith("no video stream: the file holds only audio"), row
+
+
+def test_a_pose_made_with_other_holistic_options_is_made_again(tmp_path, videos_dir):
+    from signclip.jobs.extract import earlier_manifest, rows_of_other_videos, with_recorded_options
+
+    video, target = str(videos_dir / "sample_video.mp4"), tmp_path / "s.pose"
+    runner = HolisticRunner()
+    first = process_video(VideoTask("s", video, str(target)), runner)
+    assert json.loads(first["holistic"]) == dataclasses.asdict(runner.config)
+    manifests.write_manifest(manifests.to_table([first], MANIFEST_SCHEMA), str(tmp_path / "manifest.parquet"))
+    earlier = earlier_manifest(str(tmp_path / "manifest.parquet"))
+    planned = [VideoTask("s", video, str(target), pose_exists=True), VideoTask("t", video, "t.pose")]
+    tasks = with_recorded_options(planned, earlier)
+    assert [t.made_with for t in tasks] == [first["holistic"], ""]
+    assert process_video(tasks[0], runner)["status"] == "skipped"  # the same options: kept
+    other = HolisticRunner(HolisticConfig(min_detection_confidence=0.7))
+    redone = process_video(tasks[0], other)
+    assert redone["status"] == "ok" and json.loads(redone["holistic"])["min_detection_confidence"] == 0.7
+    unknown = process_video(replace(tasks[0], made_with=""), other)  # options not recorded: the layout decides
+    assert unknown["status"] == "skipped" and unknown["holistic"] == ""
+    assert rows_of_other_videos(earlier, {"s"}).num_rows == 0 and rows_of_other_videos(earlier, {"x"}).num_rows == 1
+    # a manifest of a version without the column reads, the options unknown
+    pq.write_table(manifests.to_table([first], MANIFEST_SCHEMA).drop(["holistic"]), tmp_path / "old.parquet")
+    assert earlier_manifest(str(tmp_path / "old.parquet"))["holistic"].to_pylist() == [None]
 
 
 def test_resume_skips_valid_pose_and_redoes_bad_or_mismatched_ones(tmp_path, videos_dir):

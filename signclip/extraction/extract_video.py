@@ -170,6 +170,8 @@ class VideoTask:
     video_path: str  # local path or URI of the video
     pose_path: str  # where its .pose goes
     pose_exists: bool = False  # a file was at pose_path when the job was planned (check it, maybe skip)
+    # the Holistic options an earlier run's manifest records for that pose (HolisticConfig.to_json; "": unknown)
+    made_with: str = ""
 
 
 # The extraction manifest: one row per video.
@@ -187,6 +189,7 @@ MANIFEST_SCHEMA = pa.schema([
     pa.field("warning", pa.string()),  # e.g. no person detected ("" if none)
     pa.field("worker", pa.string()),  # host:pid of the process that handled it
     pa.field("started_at", pa.timestamp("ms", tz="UTC")),  # when work on this video began
+    pa.field("holistic", pa.string()),  # the Holistic options that made the pose (JSON; "" if unknown or none)
 ])
 
 
@@ -197,7 +200,7 @@ class _Row:
     started: float = field(default_factory=time.perf_counter)
     started_at: datetime.datetime = field(default_factory=lambda: datetime.datetime.now(datetime.timezone.utc))
 
-    def finish(self, status: str, error: str = "", pose_written: bool = True) -> dict[str, Any]:
+    def finish(self, status: str, error: str = "", pose_written: bool = True, holistic: str = "") -> dict[str, Any]:
         f = self.facts
         return {
             "id": self.task.id, "video_path": self.task.video_path,
@@ -205,7 +208,7 @@ class _Row:
             "frames": f.frames, "fps": f.fps, "width": f.width, "height": f.height,
             "seconds": round(time.perf_counter() - self.started, 4), "status": status, "error": error,
             "warning": "; ".join(f.warnings), "worker": f"{socket.gethostname()}:{os.getpid()}",
-            "started_at": self.started_at,
+            "started_at": self.started_at, "holistic": holistic if pose_written else "",
         }
 
 
@@ -214,19 +217,24 @@ def process_video(task: VideoTask, runner: HolisticRunner, overwrite: bool = Fal
     """Extract ``task``'s video to its ``.pose`` and return its manifest row (:data:`MANIFEST_SCHEMA`).
 
     A pose already at ``pose_path`` that reads back complete and in the requested layout is kept
-    (``skipped``) unless ``overwrite``. Any problem with the video gives a ``failed`` row; nothing raises.
+    (``skipped``) unless ``overwrite``, or unless an earlier run recorded other Holistic options for it
+    (``task.made_with``). Any problem with the video gives a ``failed`` row; nothing raises.
     The pose is written atomically, so an interrupted run never leaves a truncated file behind.
     ``decode_threads``: FFmpeg decoder threads (0: FFmpeg decides); ``decode_ahead``: frames a background
     thread decodes ahead of Holistic (0: decode inline).
     """
     row = _Row(task)
+    options = runner.config.to_json()
     if task.pose_exists and not overwrite:
-        try:
-            row.facts = read_pose_summary(task.pose_path, runner.config)
-        except (ValueError, FileNotFoundError) as e:
-            log.info("%s: redoing, existing pose is not usable: %s", task.id, e)
+        if task.made_with and task.made_with != options:
+            log.info("%s: redoing, the pose was made with other Holistic options (%s)", task.id, task.made_with)
         else:
-            return row.finish(SKIPPED)
+            try:
+                row.facts = read_pose_summary(task.pose_path, runner.config)
+            except (ValueError, FileNotFoundError) as e:
+                log.info("%s: redoing, existing pose is not usable: %s", task.id, e)
+            else:
+                return row.finish(SKIPPED, holistic=task.made_with)
     try:
         pose = extract_pose(task.video_path, runner, row.facts, decode_threads=decode_threads,
                             decode_ahead=decode_ahead)
@@ -237,4 +245,4 @@ def process_video(task: VideoTask, runner: HolisticRunner, overwrite: bool = Fal
     except Exception as e:  # one bad video must not stop the others
         log.exception("%s: failed unexpectedly", task.id)
         return row.finish(FAILED, f"{type(e).__name__}: {e}", pose_written=False)
-    return row.finish(OK)
+    return row.finish(OK, holistic=options)

@@ -23,6 +23,7 @@ from __future__ import annotations
 import dataclasses
 import importlib.util
 import io
+import json
 import logging
 import os
 from collections.abc import Iterable, Mapping
@@ -75,6 +76,10 @@ class HolisticConfig:
         config = cls(**values)
         config.validate()
         return config
+
+    def to_json(self) -> str:
+        """Every option, as one canonical JSON object (what the extraction manifest records per pose)."""
+        return json.dumps(dataclasses.asdict(self), sort_keys=True, separators=(",", ":"))
 
     def validate(self) -> None:
         """Raise ``ValueError`` for values Holistic would reject or that would need a model download."""

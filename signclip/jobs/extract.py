@@ -5,9 +5,11 @@
 
 Input: a video, a folder, a glob or a manifest (Parquet/CSV with a ``path`` column, optional ``id``), local
 or ``s3://``. Output: ``OUTPUT/<same relative path>.pose`` per video and ``OUTPUT/manifest.parquet`` with
-one row per video (id, paths, frames, fps, size, seconds, status ok/failed/skipped, error, warning).
-A rerun skips videos whose pose is already complete (``--overwrite`` redoes them); the manifest keeps the
-rows of videos that earlier runs into the same output listed and this one does not.
+one row per video (id, paths, frames, fps, size, seconds, status ok/failed/skipped, error, warning, the
+Holistic options that made the pose).
+A rerun skips videos whose pose is already complete (``--overwrite`` redoes them), unless the manifest
+records that other Holistic options made it (its ``holistic`` column); the manifest keeps the rows of videos
+that earlier runs into the same output listed and this one does not.
 
 Each actor of an autoscaling pool holds one Holistic graph, reset to a fresh state per video; videos
 are decoded as a stream. The videos of a worker that died (killed, crashed, out of memory, its node lost)
@@ -170,8 +172,9 @@ def run(config: ExtractConfig, on_row: Callable[[dict[str, Any]], None] | None =
 
     config.holistic.validate()
     started = time.perf_counter()
-    tasks = plan(config.input, config.output, config.path_column, config.id_column)
     manifest_path = storage.join(config.output, MANIFEST_NAME)
+    earlier = earlier_manifest(manifest_path)
+    tasks = with_recorded_options(plan(config.input, config.output, config.path_column, config.id_column), earlier)
     log.info("%d videos from %s -> %s (%d already have a pose)", len(tasks), config.input, config.output,
              sum(t.pose_exists for t in tasks))
     rows: dict[str, dict[str, Any]] = {}
@@ -199,8 +202,8 @@ def run(config: ExtractConfig, on_row: Callable[[dict[str, Any]], None] | None =
                       ("videos", "extracting"))
     ordered = [rows.get(t.id) or _lost_row(t, config.attempts) for t in tasks]
     table = manifests.to_table(ordered, MANIFEST_SCHEMA)
-    manifests.write_manifest(pa.concat_tables([table, _rows_of_other_videos(manifest_path, set(rows) | {
-        t.id for t in tasks})]), manifest_path)
+    others = rows_of_other_videos(earlier, set(rows) | {t.id for t in tasks})
+    manifests.write_manifest(pa.concat_tables([table, others]), manifest_path)
     counts = manifests.status_counts(table)
     frames = sum(r["frames"] or 0 for r in ordered if r["status"] == ItemStatus.OK)
     summary = ExtractSummary(videos=len(tasks), ok=counts[ItemStatus.OK], failed=counts[ItemStatus.FAILED],
@@ -212,23 +215,38 @@ def run(config: ExtractConfig, on_row: Callable[[dict[str, Any]], None] | None =
     return summary
 
 
-def _rows_of_other_videos(manifest_path: str, ids: set[str]) -> pa.Table:
-    """The rows an earlier run's manifest holds for videos this run does not list (a run over part of the
-    input, or another input into the same output): their poses are still there, so the manifest keeps them."""
-    import pyarrow.compute as pc
+def earlier_manifest(manifest_path: str) -> pa.Table:
+    """The manifest an earlier run left in the output, in :data:`MANIFEST_SCHEMA` (columns an older version did
+    not write are null); empty when there is none or it cannot be read (said in a warning)."""
     import pyarrow.parquet as pq
 
-    empty = MANIFEST_SCHEMA.empty_table()
     if not storage.exists(manifest_path):
-        return empty
+        return MANIFEST_SCHEMA.empty_table()
     try:
-        earlier = pq.read_table(io.BytesIO(storage.read_bytes(manifest_path)))
-        others = earlier.filter(pc.invert(pc.is_in(earlier["id"], pa.array(sorted(ids), pa.string()))))
-        return others.select(MANIFEST_SCHEMA.names).cast(MANIFEST_SCHEMA)
+        table = pq.read_table(io.BytesIO(storage.read_bytes(manifest_path)))
+        columns = [table[f.name].cast(f.type) if f.name in table.column_names else pa.nulls(table.num_rows, f.type)
+                   for f in MANIFEST_SCHEMA]
+        return pa.Table.from_arrays(columns, schema=MANIFEST_SCHEMA)
     except (OSError, ValueError, KeyError, pa.ArrowException) as e:
         log.warning("%s: the earlier manifest cannot be read (%s: %s); it is replaced by this run's rows",
                     manifest_path, type(e).__name__, e)
-        return empty
+        return MANIFEST_SCHEMA.empty_table()
+
+
+def with_recorded_options(tasks: list[VideoTask], earlier: pa.Table) -> list[VideoTask]:
+    """``tasks`` whose pose an earlier run made, with the Holistic options its manifest recorded for it."""
+    recorded = {(row["id"], row["pose_path"]): row["holistic"] or ""
+                for row in earlier.select(["id", "pose_path", "holistic"]).to_pylist()}
+    return [dataclasses.replace(t, made_with=recorded.get((t.id, t.pose_path), "")) if t.pose_exists else t
+            for t in tasks]
+
+
+def rows_of_other_videos(earlier: pa.Table, ids: set[str]) -> pa.Table:
+    """The earlier manifest's rows of videos this run does not list (a run over part of the input, or another
+    input into the same output): their poses are still there, so the manifest keeps them."""
+    import pyarrow.compute as pc
+
+    return earlier.filter(pc.invert(pc.is_in(earlier["id"], pa.array(sorted(ids), pa.string()))))
 
 
 def build_parser() -> argparse.ArgumentParser:
