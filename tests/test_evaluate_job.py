@@ -53,7 +53,7 @@ def test_writes_results_and_plots(evaluated):
     assert list(table["scope"]) == ["all", "language=ase", "language=bfi"]
     results = json.loads((out / evaluate.RESULTS_JSON).read_text())
     assert set(results["v2t"]) == {"R1", "R5", "R10", "MedianR", "MeanR"}
-    assert set(results["t2v"]) == {"R1", "R5", "R10", "P1", "P5", "P10", "MedianR", "MeanR"}
+    assert set(results["t2v"]) == {"R1", "R5", "R10", "P1", "P5", "P10", "MedianR", "MeanR", "hit1", "hit5", "hit10"}
     assert table.loc[0, "v2t_R1"] == pytest.approx(results["v2t"]["R1"], abs=1e-6)
     assert results["variant"]["flip"] is True and results["n_clips"] == 12 and results["n_texts"] == 3
 
@@ -106,3 +106,64 @@ def test_test_time_options_apply_when_embedding_only(evaluated, tmp_path, capsys
     rc = evaluate.main(["--embeddings", str(evaluated["out"] / "embeddings"), "--output", str(tmp_path),
                         "--anonymized"])
     assert rc == 2 and "made without it" in capsys.readouterr().err
+
+
+# --- from embeddings alone (no model, no Ray): the directory's own text rows embed the prompts ----------
+
+def _embeddings(directory: Path, clips: list[dict], texts: dict[str, list[float]]) -> str:
+    """An embedding directory of ``clips`` (id, text or gloss+language, split, status, embedding) plus one
+    text row per prompt in ``texts``, in the shard schema ``signclip embed`` writes."""
+    import pyarrow as pa
+
+    rows = clips + [{"id": f"text-{n}", "kind": "text", "text": t, "embedding": v} for n, (t, v) in
+                    enumerate(texts.items())]
+    fixed = {"kind": "pose", "status": "ok", "flip": False, "anonymized": False, "window_stride": 128,
+             "model": "m", "model_name": "tiny", "model_hash": "h", "feature_set": "e7.2", "long_clips": "truncate",
+             "precision": "fp32", "run_id": "r1"}
+    schema = embedding_store.schema(2)
+    columns = {f.name: pa.array([r.get(f.name, fixed.get(f.name, None if f.name in ("frames", "segments") else ""))
+                                 for r in rows], f.type) for f in schema}
+    embedding_store.write_shard(pa.table(columns, schema=schema), str(directory), "r1", "x")
+    return str(directory)
+
+
+def _clip(clip_id: str, text: str, vector: list[float] | None, **kw) -> dict:
+    return {"id": clip_id, "text": text, "split": "test", "embedding": vector,
+            "status": "ok" if vector is not None else "failed", "error": "" if vector is not None else "boom", **kw}
+
+
+TEXTS = {"<en> <ase> house": [1.0, 0.0], "<en> <ase> sad": [0.0, 1.0]}
+
+
+def test_only_the_evaluated_splits_failures_count(tmp_path, caplog, capsys):
+    clips = [_clip("a", "<en> <ase> house", [1.0, 0.1]), _clip("b", "<en> <ase> sad", [0.1, 1.0]),
+             _clip("train-broken", "<en> <ase> sad", None, split="train")]
+    emb = _embeddings(tmp_path / "emb", clips, TEXTS)
+    assert evaluate.main(["--embeddings", emb, "--output", str(tmp_path / "out"), "--split", "test"]) == 0
+    assert json.loads((tmp_path / "out" / "results.json").read_text())["failed_clips"] == 0
+    emb = _embeddings(tmp_path / "emb2", clips + [_clip("test-broken", "<en> <ase> sad", None)], TEXTS)
+    assert evaluate.main(["--embeddings", emb, "--output", str(tmp_path / "out2"), "--split", "test"]) == 1
+    assert json.loads((tmp_path / "out2" / "results.json").read_text())["failed_clips"] == 1
+    assert "1 clip(s) of split 'test' failed to embed and are left out of the metrics (e.g. test-broken: boom)" \
+        in caplog.text
+
+
+def test_unusable_inputs_and_outputs_are_named_before_any_work(tmp_path, capsys):
+    emb = _embeddings(tmp_path / "emb", [_clip("a", "", [1.0, 0.0], gloss="house", language="ASE")], TEXTS)
+    assert evaluate.main(["--embeddings", emb, "--output", str(tmp_path / "out")]) == 2
+    assert f"error: {emb}: clip a: sign-language code 'ASE'" in capsys.readouterr().err
+    (tmp_path / "a-file").write_text("x")
+    good = _embeddings(tmp_path / "good", [_clip("a", "<en> <ase> house", [1.0, 0.0])], TEXTS)
+    assert evaluate.main(["--embeddings", good, "--output", str(tmp_path / "a-file" / "out")]) == 2
+    assert "a-file/out: cannot write there" in capsys.readouterr().err
+
+
+def test_prompts_one_space_apart_are_one_and_dollars_are_drawn_as_written(tmp_path):
+    texts = {"<en> <ase> thank you": [1.0, 0.0], "<en> <ase> 5$ bill": [0.0, 1.0]}
+    clips = [_clip("a", "<en> <ase> thank  you", [1.0, 0.1]), _clip("b", "<en> <ase> thank you", [0.9, 0.2]),
+             _clip("c", "<en> <ase> 5$ bill", [0.1, 1.0]), _clip("d", "<en> <ase> 5$ bill", [0.2, 0.9])]
+    emb = _embeddings(tmp_path / "emb", clips, texts)
+    assert evaluate.main(["--embeddings", emb, "--output", str(tmp_path / "out"), "--shots", "1"]) == 0
+    results = json.loads((tmp_path / "out" / "results.json").read_text())
+    assert results["n_texts"] == 2 and results["v2t"]["R1"] == 1.0  # not three prompts, one split in two
+    assert all((tmp_path / "out" / name).stat().st_size > 0 for name in evaluate.PLOTS)

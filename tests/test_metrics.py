@@ -45,16 +45,26 @@ def test_video_to_text_uses_dot_product_not_cosine():
     assert r["R@1"] == 0.0 and r["mean_rank"] == 2.0
 
 
-def test_video_to_text_ties_count_for_the_gold_whatever_its_position():
+def test_video_to_text_ties_count_against_the_gold_whatever_its_position():
     # texts t0 = t1 = [1,0], t2 = [2,0]; video [1,0] scores [1, 1, 2].
-    # Gold t0 or t1: one strictly greater score (t2) -> rank 2 either way. Gold t2 -> rank 1.
+    # Gold t0 or t1: three scores at least as high (t2, t0, t1) -> rank 3 either way. Gold t2 -> rank 1.
     texts = np.array([[1.0, 0.0], [1.0, 0.0], [2.0, 0.0]])
     v = np.array([[1.0, 0.0]] * 3)
     r = M.video_to_text(v, texts, np.array([0, 1, 2]), ks=(1, 2))
-    # ranks [2, 2, 1]: R@1 = 1/3, R@2 = 1, median 2, mean 5/3
-    assert r == pytest.approx({"R@1": 1 / 3, "R@2": 1.0, "median_rank": 2.0, "mean_rank": 5 / 3})
-    # a full tie: rank 1
-    assert M.video_to_text(v[:1], texts[:2], np.array([1]), ks=(1,))["R@1"] == 1.0
+    # ranks [3, 3, 1]: R@1 = R@2 = 1/3, median 3, mean 7/3
+    assert r == pytest.approx({"R@1": 1 / 3, "R@2": 1 / 3, "median_rank": 3.0, "mean_rank": 7 / 3})
+    # a full tie: rank 2 of 2
+    assert M.video_to_text(v[:1], texts[:2], np.array([1]), ks=(1,))["R@1"] == 0.0
+
+
+def test_a_collapsed_model_scores_no_better_than_the_worst_rank():
+    """Every embedding the same: counting ties for the gold gave perfect scores in every direction."""
+    same = np.ones((30, 8))
+    gold = np.repeat(np.arange(10), 3)
+    v2t = M.video_to_text(same, same[:10], gold)
+    t2v = M.text_to_video(same[:10], same, gold)
+    assert v2t["R@1"] == 0.0 and v2t["median_rank"] == 10
+    assert t2v["P@1"] == 0.0 and t2v["hit@1"] == 0.0 and t2v["median_rank"] == 28
 
 
 # --- text -> video -----------------------------------------------------------------------------------
@@ -65,55 +75,91 @@ GOLD5 = np.array([0, 1, 0, 1, 0])
 
 
 def test_text_to_video_hand_computed_several_hits():
-    # t0 scores (x): v0 3, v1 2, v2 1, v4 .5, v3 0 -> hits in order [1,0,1,1,0], first hit rank 1
-    #   P@1 1, P@2 1/2, P@3 2/3, P@10 -> top 5: 3/5
-    # t1 scores (y): v4 3, v3 2, v1 1, v0 0, v2 0 -> hits in order [0,1,1,0,0], first hit rank 2
-    #   P@1 0, P@2 1/2, P@3 2/3, P@10 -> top 5: 2/5
-    # means: P@1 .5, P@2 .5, P@3 2/3, P@10 .5; R@1 .5, R@2 = R@3 = R@10 = 1; ranks [1,2]
+    # t0 scores (x): v0 3, v1 2, v2 1, v4 .5, v3 0 -> hits in order [1,0,1,1,0] (3 hits), first hit rank 1
+    # t1 scores (y): v4 3, v3 2, v1 1, v0 0, v2 0 -> hits in order [0,1,1,0,0] (2 hits), first hit rank 2
+    # hits in the top k, both queries: k=1: 1, k=2: 2, k=3: 4, k=10: 5, of 5 hits in all
+    # R@k (the original's: hits found / hits) .2, .4, .8, 1; P@k (hits found / 2k) .5, .5, 2/3, .25
+    # hit@k (queries with a hit in the top k) .5, 1, 1, 1; ranks [1, 2]
     r = M.text_to_video(T2, VIDEOS5, GOLD5, ks=(1, 2, 3, 10))
     assert r == pytest.approx({
-        "P@1": 0.5, "P@2": 0.5, "P@3": 2 / 3, "P@10": 0.5,
-        "R@1": 0.5, "R@2": 1.0, "R@3": 1.0, "R@10": 1.0,
+        "P@1": 0.5, "P@2": 0.5, "P@3": 2 / 3, "P@10": 0.25,
+        "R@1": 0.2, "R@2": 0.4, "R@3": 0.8, "R@10": 1.0,
+        "hit@1": 0.5, "hit@2": 1.0, "hit@3": 1.0, "hit@10": 1.0,
         "median_rank": 1.5, "mean_rank": 1.5})
 
 
 def test_text_to_video_default_keys():
     r = M.text_to_video(T2, VIDEOS5, GOLD5)
-    assert set(r) == {"P@1", "P@5", "P@10", "R@1", "R@5", "R@10", "median_rank", "mean_rank"}
-    assert r["P@5"] == pytest.approx(0.5) and r["P@10"] == pytest.approx(0.5)
+    assert set(r) == {"P@1", "P@5", "P@10", "R@1", "R@5", "R@10", "hit@1", "hit@5", "hit@10", "median_rank",
+                      "mean_rank"}
+    assert r["P@5"] == pytest.approx(0.5) and r["P@10"] == pytest.approx(0.25)
 
 
-def test_text_to_video_ties_put_hits_first_in_any_order():
-    # v_a=[1,0] has text 1, v_b=[1,0] has text 0. t0 scores both 1 (tie) -> its hit v_b ranks first;
-    # t1 scores both 0 (tie) -> its hit v_a ranks first. So P@1 = R@1 = 1 whatever the video order.
+def test_text_to_video_ties_put_misses_first_in_any_order():
+    # v_a=[1,0] has text 1, v_b=[1,0] has text 0. t0 scores both 1 (tie) -> its hit v_b ranks second;
+    # t1 scores both 0 (tie) -> its hit v_a ranks second. So P@1 = R@1 = 0 whatever the video order.
     videos = np.array([[1.0, 0.0], [1.0, 0.0]])
     for gold in (np.array([1, 0]), np.array([0, 1])):
         r = M.text_to_video(T2, videos, gold, ks=(1,))
-        assert r == {"P@1": 1.0, "R@1": 1.0, "median_rank": 1.0, "mean_rank": 1.0}
+        assert r == {"P@1": 0.0, "R@1": 0.0, "hit@1": 0.0, "median_rank": 2.0, "mean_rank": 2.0}
 
 
-def test_text_to_video_skips_texts_without_videos():
-    extra = np.vstack([T2, [[5.0, 5.0]]])  # a third text no video has
-    assert M.text_to_video(extra, VIDEOS5, GOLD5) == M.text_to_video(T2, VIDEOS5, GOLD5)
+def _original_text_to_video(scores: np.ndarray, texts: list[str]) -> dict[str, float]:
+    """RWTHFST2VMetric of the original (examples/MMPT/mmpt/evaluators/metric.py) as written there, over one
+    text row per video, without its ``tp5 = tp1 + tp5_`` slip."""
+    rows = [i for i, t in enumerate(texts) if t not in texts[:i]]
+    found = {1: 0, 5: 0, 10: 0}
+    missed = {1: 0, 5: 0, 10: 0}
+    first = []
+    for i in rows:
+        candidates = [texts[j] for j, _ in sorted(enumerate(scores[i]), key=lambda c: -c[1])]
+        for k in found:
+            hits = candidates[:k].count(texts[i])
+            found[k] += hits
+            missed[k] += candidates.count(texts[i]) - hits
+        first.append(candidates.index(texts[i]) + 1)
+    out = {f"R{k}": found[k] / (found[k] + missed[k]) for k in found}
+    out.update({f"P{k}": found[k] / (len(rows) * k) for k in found})
+    out.update(MedianR=float(np.median(first)), MeanR=float(np.mean(first)))
+    return out
+
+
+def test_text_to_video_is_the_originals_measure_with_many_clips_per_text():
+    rng = np.random.default_rng(0)
+    texts = rng.normal(size=(20, 16))
+    gold = np.repeat(np.arange(20), 10)  # ten clips a gloss, as in ASL Citizen
+    videos = texts[gold] + 0.8 * rng.normal(size=(200, 16))
+    ours = M.text_to_video(texts, videos, gold)
+    original = _original_text_to_video(texts[gold] @ videos.T, [f"g{g}" for g in gold])
+    for k in (1, 5, 10):
+        assert ours[f"R@{k}"] == pytest.approx(original[f"R{k}"]) and ours[f"P@{k}"] == pytest.approx(original[f"P{k}"])
+    assert (ours["median_rank"], ours["mean_rank"]) == pytest.approx((original["MedianR"], original["MeanR"]))
+    assert ours["R@1"] < 0.2 < ours["hit@1"]  # most texts find a clip first; a tenth of all clips is one per text
 
 
 def test_text_to_video_blocks_match_brute_force(monkeypatch):
     rng = np.random.default_rng(0)
     t, v, g = rng.normal(size=(7, 4)), rng.normal(size=(30, 4)), rng.integers(0, 7, 30)
-    whole = M.text_to_video(t, v, g, ks=(1, 3))
-    monkeypatch.setattr(M, "_BLOCK_PAIRS", 60)  # 2 queries per block, last block shorter
-    assert M.text_to_video(t, v, g, ks=(1, 3)) == whole
+    whole, whole_v2t = M.text_to_video(t, v, g, ks=(1, 3)), M.video_to_text(v, t, g, ks=(1, 3))
+    monkeypatch.setattr(M, "_BLOCK_PAIRS", 60)  # 2 texts (8 videos) per block, last block shorter
+    assert M.text_to_video(t, v, g, ks=(1, 3)) == whole and M.video_to_text(v, t, g, ks=(1, 3)) == whole_v2t
     # brute force, one query at a time (random scores: no ties)
     s = t @ v.T
-    ranks, p3 = [], []
+    ranks, top3 = [], []
     for q in np.unique(g):
         best_hit = s[q][g == q].max()
         ranks.append(1 + int((s[q] > best_hit).sum()))
-        p3.append(np.mean(g[np.argsort(-s[q])[:3]] == q))
+        top3.append(int((g[np.argsort(-s[q])[:3]] == q).sum()))
     assert whole["mean_rank"] == pytest.approx(np.mean(ranks))
     assert whole["median_rank"] == pytest.approx(np.median(ranks))
-    assert whole["R@1"] == pytest.approx(np.mean(np.array(ranks) <= 1))
-    assert whole["P@3"] == pytest.approx(np.mean(p3))
+    assert whole["hit@1"] == pytest.approx(np.mean(np.array(ranks) <= 1))
+    assert whole["P@3"] == pytest.approx(np.sum(top3) / (len(ranks) * 3))
+    assert whole["R@3"] == pytest.approx(np.sum(top3) / len(g))
+
+
+def test_text_to_video_skips_texts_without_videos():
+    extra = np.vstack([T2, [[5.0, 5.0]]])  # a third text no video has
+    assert M.text_to_video(extra, VIDEOS5, GOLD5) == M.text_to_video(T2, VIDEOS5, GOLD5)
 
 
 # --- unique texts and the combined report ------------------------------------------------------------
@@ -135,7 +181,7 @@ def test_unique_texts_first_seen_order():
     (lambda: M.video_to_text(VIDEOS5, T2, GOLD5.astype(float)), "gold_index: expected integers"),
     (lambda: M.video_to_text(VIDEOS5, T2, GOLD5, ks=(0, 1)), "ks:"),
     (lambda: M.video_to_text(np.full((5, 2), np.nan), T2, GOLD5), "video_emb: contains NaN"),
-    (lambda: M.video_to_text(VIDEOS5, np.ones((2, 3)), GOLD5), "b: dimension 3"),
+    (lambda: M.video_to_text(VIDEOS5, np.ones((2, 3)), GOLD5), "text_emb_unique: dimension 3 differs"),
     (lambda: M.text_to_video(T2, VIDEOS5, np.array([0, 1])), "gold_index"),
     (lambda: M.text_to_video(np.empty((0, 2)), VIDEOS5, GOLD5), "text_emb_unique: empty"),
     (lambda: M.unique_texts([]), "texts: empty"),

@@ -2,23 +2,26 @@
 
 Pure numpy (scikit-learn is imported only by :func:`linear_probe_accuracy`). Similarity is the raw dot
 product of the embeddings as given: no normalisation and no temperature; pass L2-normalised embeddings
-to get cosine similarity.
+to get cosine similarity. Scores are computed a block of queries at a time, so memory stays bounded
+however many clips and texts there are.
 
-Tie rule, used throughout: a gold item tied with other candidates counts as ranked ahead of them, i.e.
-``rank = 1 + number of candidates with a strictly greater score``. This is optimistic about ties but,
-unlike argsort-based ranking, it does not depend on the order of the candidates.
+Tie rule, used throughout: ties count against the gold, i.e. ``rank = number of candidates scoring at
+least as high as the gold`` (the gold included). Unlike argsort-based ranking it does not depend on the
+order of the candidates, and unlike counting ties in the gold's favour it gives a model whose embeddings
+collapsed (every score equal) the worst rank, not a perfect one.
 """
 
 from __future__ import annotations
 
 import logging
+import warnings
 from collections.abc import Sequence
 
 import numpy as np
 
 log = logging.getLogger(__name__)
 
-# text_to_video sorts queries in blocks of about this many (query, video) pairs (about 32 MiB of keys)
+# the retrieval metrics score queries in blocks of about this many (query, candidate) pairs (32 MiB of scores)
 _BLOCK_PAIRS = 1 << 22
 
 __all__ = [
@@ -95,6 +98,11 @@ def similarity(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     return a @ b.T
 
 
+def _step(n_candidates: int) -> int:
+    """Queries per block."""
+    return max(1, _BLOCK_PAIRS // n_candidates)
+
+
 def video_to_text(video_emb: np.ndarray, text_emb_unique: np.ndarray, gold_index: np.ndarray,
                   ks: Sequence[int] = (1, 5, 10)) -> dict[str, float]:
     """Rank the unique texts for every video; the gold is the video's own text.
@@ -104,10 +112,15 @@ def video_to_text(video_emb: np.ndarray, text_emb_unique: np.ndarray, gold_index
     Isolated-sign recognition accuracy is ``R@1``.
     """
     ks = _ks(ks)
-    scores = similarity(_matrix(video_emb, "video_emb"), _matrix(text_emb_unique, "text_emb_unique"))
-    gold = _gold(gold_index, *scores.shape)
-    gold_score = scores[np.arange(len(gold)), gold]
-    ranks = 1 + (scores > gold_score[:, None]).sum(axis=1)  # tie rule: see module docstring
+    video, text = _pair(video_emb, "video_emb", text_emb_unique, "text_emb_unique")
+    gold = _gold(gold_index, len(video), len(text))
+    ranks = np.empty(len(video), dtype=np.int64)
+    step = _step(len(text))
+    for start in range(0, len(video), step):
+        scores = video[start:start + step] @ text.T
+        g = gold[start:start + len(scores)]
+        gold_score = scores[np.arange(len(scores)), g]
+        ranks[start:start + len(scores)] = (scores >= gold_score[:, None]).sum(axis=1)  # the tie rule
     out = {f"R@{k}": float(np.mean(ranks <= k)) for k in ks}
     out.update(median_rank=float(np.median(ranks)), mean_rank=float(np.mean(ranks)))
     return out
@@ -118,35 +131,40 @@ def text_to_video(text_emb_unique: np.ndarray, video_emb: np.ndarray, gold_index
     """Rank all videos for every text; each video whose text it is counts as a hit.
 
     ``gold_index[i]`` is the row of video ``i``'s text in ``text_emb_unique``. The queries are the texts
-    that at least one video has (a text without videos has no defined rank and is left out). Returns,
-    averaged over queries: ``P@k`` (fraction of hits among the top ``min(k, n_videos)`` videos), ``R@k``
-    (fraction of queries with a hit in the top k) and the median and mean rank of the first hit.
-    Among videos with equal scores, hits are ordered first (the module's tie rule).
+    that at least one video has (a text without videos has no defined rank and is left out). Returns the
+    original's measures (``RWTHFST2VMetric``): ``R@k``, the share of all hits (videos of the query's text)
+    found in the top k, summed over queries; ``P@k``, hits in the top k over ``k`` per query; and the median
+    and mean rank of a query's first hit. Also ``hit@k``, the share of queries with a hit in the top k.
+    Among videos with equal scores, misses are ordered before hits (the module's tie rule).
     """
     ks = _ks(ks)
-    scores = similarity(_matrix(text_emb_unique, "text_emb_unique"), _matrix(video_emb, "video_emb"))
-    n_texts, n_videos = scores.shape
-    gold = _gold(gold_index, n_videos, n_texts)
+    text, video = _pair(text_emb_unique, "text_emb_unique", video_emb, "video_emb")
+    gold = _gold(gold_index, len(video), len(text))
     queries = np.unique(gold)
-
     first_rank = np.empty(len(queries), dtype=np.int64)
-    precision = {k: np.empty(len(queries)) for k in ks}
-    block = max(1, _BLOCK_PAIRS // n_videos)
-    for start in range(0, len(queries), block):
-        q = queries[start:start + block]
+    found = {k: np.empty(len(queries), dtype=np.int64) for k in ks}
+    step = _step(len(video))
+    for start in range(0, len(queries), step):
+        q = queries[start:start + step]
         hit = gold[None, :] == q[:, None]
-        # primary key: score descending; secondary: hits before misses
-        order = np.lexsort((~hit, -scores[q]), axis=-1)
+        order = np.lexsort((hit, -(text[q] @ video.T)), axis=-1)  # score descending; misses first on ties
         hit_sorted = np.take_along_axis(hit, order, axis=-1)
         first_rank[start:start + len(q)] = hit_sorted.argmax(axis=1) + 1  # every query has >= 1 hit
         for k in ks:
-            top = min(k, n_videos)
-            precision[k][start:start + len(q)] = hit_sorted[:, :top].mean(axis=1)
-
-    out = {f"P@{k}": float(precision[k].mean()) for k in ks}
-    out.update({f"R@{k}": float(np.mean(first_rank <= k)) for k in ks})
+            found[k][start:start + len(q)] = hit_sorted[:, :k].sum(axis=1)
+    positives = np.bincount(gold)[queries]
+    out = {f"P@{k}": float(found[k].sum() / (len(queries) * k)) for k in ks}
+    out.update({f"R@{k}": float(found[k].sum() / positives.sum()) for k in ks})
+    out.update({f"hit@{k}": float(np.mean(found[k] > 0)) for k in ks})
     out.update(median_rank=float(np.median(first_rank)), mean_rank=float(np.mean(first_rank)))
     return out
+
+
+def _pair(a, a_name: str, b, b_name: str) -> tuple[np.ndarray, np.ndarray]:
+    a, b = _matrix(a, a_name), _matrix(b, b_name)
+    if a.shape[1] != b.shape[1]:
+        raise ValueError(f"{b_name}: dimension {b.shape[1]} differs from {a_name}'s {a.shape[1]}")
+    return a, b
 
 
 def unique_texts(texts: Sequence[str]) -> tuple[list[str], np.ndarray]:
@@ -213,16 +231,19 @@ def knn_accuracy(shot_emb: np.ndarray, shot_labels: Sequence, query_emb: np.ndar
     shot_emb, query_emb, query_labels, classes, shot_class = _few_shot_inputs(
         shot_emb, shot_labels, query_emb, query_labels)
     k = min(k, len(shot_emb))
-    scores = query_emb @ shot_emb.T
-    nb = np.argsort(-scores, axis=1, kind="stable")[:, :k]
-    rows = np.repeat(np.arange(len(query_emb)), k)
-    votes = np.zeros((len(query_emb), len(classes)))
-    sims = np.zeros_like(votes)
-    np.add.at(votes, (rows, shot_class[nb].ravel()), 1)
-    np.add.at(sims, (rows, shot_class[nb].ravel()), np.take_along_axis(scores, nb, axis=1).ravel())
-    tied_top = votes == votes.max(axis=1, keepdims=True)
-    pred = classes[np.argmax(np.where(tied_top, sims, -np.inf), axis=1)]
-    return float(np.mean(pred == query_labels))
+    pred = np.empty(len(query_emb), dtype=np.intp)
+    step = _step(len(shot_emb))
+    for start in range(0, len(query_emb), step):  # a block of queries at a time: memory stays bounded
+        scores = query_emb[start:start + step] @ shot_emb.T
+        nb = np.argsort(-scores, axis=1, kind="stable")[:, :k]
+        rows = np.repeat(np.arange(len(scores)), k)
+        votes = np.zeros((len(scores), len(classes)))
+        sims = np.zeros_like(votes)
+        np.add.at(votes, (rows, shot_class[nb].ravel()), 1)
+        np.add.at(sims, (rows, shot_class[nb].ravel()), np.take_along_axis(scores, nb, axis=1).ravel())
+        tied_top = votes == votes.max(axis=1, keepdims=True)
+        pred[start:start + len(scores)] = np.argmax(np.where(tied_top, sims, -np.inf), axis=1)
+    return float(np.mean(classes[pred] == query_labels))
 
 
 def linear_probe_accuracy(shot_emb: np.ndarray, shot_labels: Sequence, query_emb: np.ndarray, query_labels: Sequence,
@@ -235,7 +256,10 @@ def linear_probe_accuracy(shot_emb: np.ndarray, shot_labels: Sequence, query_emb
     from sklearn.linear_model import LogisticRegression
 
     clf = LogisticRegression(max_iter=10_000, random_state=seed)
-    clf.fit(shot_emb, np.asarray(shot_labels))
+    with warnings.catch_warnings():
+        # one shot per class is what a 1-shot probe is, not a mistake to warn about on every run
+        warnings.filterwarnings("ignore", message="The number of unique classes is greater than 50%")
+        clf.fit(shot_emb, np.asarray(shot_labels))
     return float(np.mean(clf.predict(query_emb) == query_labels))
 
 

@@ -34,20 +34,21 @@ def _png(fig) -> bytes:
 
 
 def _short(text: str, n: int = 40) -> str:
-    return text if len(text) <= n else text[: n - 1] + "…"
+    """A label for a plot: at most ``n`` characters, ``$`` kept literal (matplotlib reads ``$...$`` as maths)."""
+    text = text if len(text) <= n else text[: n - 1] + "…"
+    return text.replace("$", r"\$")
 
 
-def similarity_heatmap(scores: np.ndarray, prompts: Sequence[str], gold: np.ndarray,
-                       clip_names: Sequence[str] | None = None, max_texts: int = 40, max_clips: int = 150) -> bytes:
-    """``scores[t, v]`` = similarity of unique prompt ``t`` and clip ``v`` (``gold[v]`` = clip v's prompt).
-
-    Large sets are cut to the first ``max_texts`` prompts and up to ``max_clips`` of their clips.
-    """
+def similarity_heatmap(text_emb_unique: np.ndarray, video_emb: np.ndarray, prompts: Sequence[str],
+                       gold: np.ndarray, clip_names: Sequence[str] | None = None, max_texts: int = 40,
+                       max_clips: int = 150) -> bytes:
+    """The similarity of unique prompt ``t`` and clip ``v`` (``gold[v]`` = clip v's prompt), for the first
+    ``max_texts`` prompts and up to ``max_clips`` of their clips (only those are scored)."""
     gold = np.asarray(gold)
     texts = np.arange(min(len(prompts), max_texts))
     clips = np.flatnonzero(np.isin(gold, texts))
     clips = clips[np.argsort(gold[clips], kind="stable")][:max_clips]
-    sub = scores[np.ix_(texts, clips)]
+    sub = metrics.similarity(text_emb_unique[texts], video_emb[clips])
     fig = _figure(min(4 + 0.12 * len(clips), 24), min(2 + 0.3 * len(texts), 16))
     ax = fig.add_subplot()
     image = ax.imshow(sub, aspect="auto", cmap="viridis", interpolation="nearest")
@@ -90,15 +91,21 @@ def recall_curves(video_emb: np.ndarray, text_emb_unique: np.ndarray, gold: np.n
 
 
 def pca_2d(emb: np.ndarray) -> np.ndarray:
-    """The rows of ``emb`` on their first two principal components (zeros where there are fewer)."""
-    x = np.asarray(emb, dtype=np.float64)
+    """The rows of ``emb`` on their first two principal components (zeros where there are fewer). From the
+    dim x dim covariance, so memory stays near one float32 copy of ``emb`` however many rows it has."""
+    x = np.asarray(emb, dtype=np.float32)
     x = x - x.mean(axis=0, keepdims=True)
     out = np.zeros((len(x), 2))
     if len(x) < 2:
         return out
-    u, s, _ = np.linalg.svd(x, full_matrices=False)
-    n = min(2, len(s))
-    out[:, :n] = u[:, :n] * s[:n]
+    covariance = np.zeros((x.shape[1], x.shape[1]))
+    for start in range(0, len(x), 8192):  # float64 sums, a block of rows at a time
+        block = x[start:start + 8192].astype(np.float64)
+        covariance += block.T @ block
+    values, vectors = np.linalg.eigh(covariance)
+    n = min(2, len(x) - 1, x.shape[1])
+    top = np.argsort(values)[::-1][:n]
+    out[:, :n] = x @ vectors[:, top].astype(np.float32)
     return out
 
 

@@ -5,7 +5,10 @@ the inputs (each clip's prompt, the unique prompts as candidates, per-sign-langu
 the results as the reference's ``RWTHFSMetric`` does::
 
     {"v2t": {"R1", "R5", "R10", "MedianR", "MeanR"},
-     "t2v": {"R1", "R5", "R10", "P1", "P5", "P10", "MedianR", "MeanR"}, ...}
+     "t2v": {"R1", "R5", "R10", "P1", "P5", "P10", "MedianR", "MeanR", "hit1", "hit5", "hit10"}, ...}
+
+(``hit`` k: the share of texts with one of their clips in the top k; the reference reports only ``R``, the
+share of all their clips found there.)
 
 A clip's prompt is its ``text`` when the input manifest gave one, else one built from its ``gloss`` and
 ``language`` (:func:`signclip.model.prompts.gloss_prompt`: ``"<en> <LANG> GLOSS"`` or a recipe's sentence).
@@ -23,7 +26,7 @@ import numpy as np
 import pandas as pd
 
 from signclip.evaluation import metrics
-from signclip.model.prompts import gloss_prompt
+from signclip.model.prompts import PromptError, gloss_prompt
 
 log = logging.getLogger(__name__)
 
@@ -39,10 +42,13 @@ def clip_prompts(meta: pd.DataFrame, default_language: str | None = None, spoken
     for row in meta.itertuples(index=False):
         text, gloss = str(getattr(row, "text", "") or ""), str(getattr(row, "gloss", "") or "")
         language = str(getattr(row, "language", "") or "") or default_language
-        if text:
-            prompts.append(text)
+        if text.strip():
+            prompts.append(" ".join(text.split()))  # texts one space apart are one prompt, as in search
         elif gloss and language:
-            prompts.append(gloss_prompt(gloss, language, spoken, template))
+            try:
+                prompts.append(gloss_prompt(gloss, language, spoken, template))
+            except PromptError as e:
+                raise PromptError(f"clip {row.id}: {e}") from e
         else:
             raise ValueError(f"clip {row.id}: no text and no gloss+language to build its prompt from "
                              "(add a text or gloss column to the manifest, or pass --language)")
@@ -59,7 +65,8 @@ def clip_languages(meta: pd.DataFrame, prompts: Sequence[str]) -> list[str]:
 
 
 def reference_keys(result: dict[str, float]) -> dict[str, float]:
-    """``signclip.evaluation.metrics`` keys in the reference's names: ``R@1`` -> ``R1``, ``median_rank`` -> ``MedianR``."""
+    """``signclip.evaluation.metrics`` keys in the reference's names: ``R@1`` -> ``R1``, ``median_rank`` ->
+    ``MedianR``."""
     names = {"median_rank": "MedianR", "mean_rank": "MeanR"}
     return {names.get(k, k.replace("@", "")): v for k, v in result.items()}
 

@@ -9,9 +9,10 @@ Ray Data, into ``OUTPUT/embeddings`` (``--flip`` / ``--anonymized`` are the pape
 The unique prompts are embedded with the same model (or taken from the directory's text rows).
 
 Writes to OUTPUT (local or s3://): ``results.json`` (the reference's ``{"v2t": {R1, R5, R10, MedianR,
-MeanR}, "t2v": {R1, R5, R10, P1, P5, P10, MedianR, MeanR}}`` plus recognition accuracy, few-shot and a
-per-sign-language breakdown), ``results.csv`` (one row per scope), ``similarity_heatmap.png``,
-``recall_at_k.png``, ``embedding_map.png``. Exit code 2 on unusable input.
+MeanR}, "t2v": {R1, R5, R10, P1, P5, P10, MedianR, MeanR}}``, plus ``t2v`` hit1/5/10, recognition accuracy,
+few-shot and a per-sign-language breakdown), ``results.csv`` (one row per scope), ``similarity_heatmap.png``,
+``recall_at_k.png``, ``embedding_map.png``. Exit code 1 when clips of the evaluated split failed to embed
+(they are left out of the metrics), 2 on unusable input.
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ import argparse
 import json
 import logging
 import sys
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -30,6 +31,9 @@ from signclip.io.status import ItemStatus
 from signclip.jobs import contract
 from signclip.model.prompts import gloss_prompt
 from signclip.training.recipes import RECIPES, recipe
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 log = logging.getLogger("signclip.jobs.evaluate")
 
@@ -122,6 +126,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     template = args.prompt_template or (recipe(args.recipe).prompt_template if args.recipe else None)
     if template:
         gloss_prompt("house", "ase", template=template)  # a template that cannot be filled fails before any work
+    storage.check_writable(args.output)
     directory = _embed_manifest(args) if args.manifest else args.embeddings
     corpus = embedding_store.load(directory)
     clips = corpus.select(corpus.meta["kind"].isin(["pose", "video"]).to_numpy())
@@ -131,13 +136,16 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         raise ValueError(f"{directory}: no embedded clips" + (f" in split {args.split!r}" if args.split else ""))
     if args.embeddings:
         _check_variant(args, clips)
-    prompts = report.clip_prompts(clips.meta, args.language, args.spoken, template)
+    try:
+        prompts = report.clip_prompts(clips.meta, args.language, args.spoken, template)
+    except ValueError as e:
+        raise ValueError(f"{directory}: {e}") from e
     languages = report.clip_languages(clips.meta, prompts)
     uniq, gold = metrics.unique_texts(prompts)
     text_emb = prompt_embeddings(corpus, clips, uniq, args.model, args.device)
     results = report.evaluate(clips.embeddings, prompts, text_emb, languages, shots=args.shots,
                                   seed=args.seed, knn_k=args.knn_k, ks=args.ks)
-    index = embedding_store.read_index(directory, columns=("kind", "status"))
+    failed = _failed_clips(directory, args.split)
     meta = clips.meta.iloc[0]
     results.update(
         embeddings=directory, split=args.split or "", recipe=args.recipe or "", prompt_template=template or "",
@@ -145,9 +153,23 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         model_name=str(meta["model_name"]), model_hash=str(meta["model_hash"]),
         variant={k: (bool(meta[k]) if k in ("flip", "anonymized") else str(meta[k]))
                  for k in ("feature_set", "flip", "anonymized", "long_clips", "precision")},
-        failed_clips=int(((index["kind"] != "text") & (index["status"] != ItemStatus.OK)).sum()))
+        failed_clips=len(failed))
     _write(args.output, results, clips, prompts, uniq, gold, text_emb)
     return results
+
+
+def _failed_clips(directory: str, split: str | None) -> pd.DataFrame:
+    """The clips of ``split`` (all, if None) that failed to embed: left out of the metrics, said in a warning."""
+    index = embedding_store.read_index(directory, columns=("kind", "status", "split", "error"))
+    failed = index[(index["kind"] != "text") & (index["status"] != ItemStatus.OK)]
+    if split:
+        failed = failed[failed["split"] == split]
+    if len(failed):
+        first = failed.iloc[0]
+        log.warning("%d clip(s)%s failed to embed and are left out of the metrics (e.g. %s: %s); "
+                    "%s/manifest.parquet says why for each", len(failed), f" of split {split!r}" if split else "",
+                    first["id"], first["error"], directory.rstrip("/"))
+    return failed
 
 
 def _write(output: str, results: dict[str, Any], clips: embedding_store.Corpus, prompts: list[str],
@@ -158,9 +180,8 @@ def _write(output: str, results: dict[str, Any], clips: embedding_store.Corpus, 
                                                             "model", "model_hash", "embeddings") if k in results})
     storage.write_bytes_atomic(storage.join(output, RESULTS_CSV),
                                report.table_csv(report.results_table(results)))
-    scores = metrics.similarity(text_emb, clips.embeddings)
     labels = [g or p for g, p in zip(clips.meta["gloss"], prompts)]
-    images = (plots.similarity_heatmap(scores, uniq, gold, list(clips.meta["id"])),
+    images = (plots.similarity_heatmap(text_emb, clips.embeddings, uniq, gold, list(clips.meta["id"])),
               plots.recall_curves(clips.embeddings, text_emb, gold),
               plots.embedding_map(clips.embeddings, labels))
     for name, png in zip(PLOTS, images):
@@ -180,7 +201,7 @@ def main(argv: list[str] | None = None) -> int:
         return contract.EXIT_USAGE
     try:
         results = run(args)
-    except (InputError, CheckpointError, FileNotFoundError, ValueError) as e:
+    except (InputError, CheckpointError, FileNotFoundError, PermissionError, ValueError) as e:
         print(f"error: {e}", file=sys.stderr)
         return contract.EXIT_USAGE
     v2t, t2v = results["v2t"], results["t2v"]
