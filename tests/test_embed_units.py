@@ -224,6 +224,25 @@ def test_the_driver_plans_a_run_without_importing_torch(tmp_path, poses_dir, mod
 
 # --- stages, without Ray -------------------------------------------------------------------------------
 
+def test_an_item_the_model_embeds_as_nan_is_failed_not_written(tmp_path, poses_dir, model_dir, monkeypatch):
+    batch = {"id": np.array(["a", "b"], dtype=object), "kind": np.array(["pose"] * 2, dtype=object),
+             "source": np.array([str(poses_dir / "library.pose"), str(poses_dir / "sad-colin.pose")], dtype=object),
+             "text": np.array([""] * 2, dtype=object)}
+    spec = spec_for(model_dir, tmp_path / "out")
+    actor = EmbedActor(spec)
+    real = actor.embedder.embed_features
+
+    def poisoned(clips):  # as a model does on features it was never trained for (e.g. float32 max values)
+        out = real(clips)
+        out[0, 3] = np.nan
+        return out
+
+    monkeypatch.setattr(actor.embedder, "embed_features", poisoned)
+    out = actor(featurize(batch, spec))
+    assert list(out["status"]) == ["failed", "ok"]
+    assert out["error"][0] == "embedding failed: the model gave non-finite values (NaN or inf)"
+
+
 def test_stages_isolate_bad_inputs_and_match_the_embedder(tmp_path, poses_dir, model_dir):
     bad = bad_inputs(tmp_path / "bad", poses_dir)
     rows = {**{k: poses_dir / f"{k}.pose" for k in LABELLED}, **bad}

@@ -15,7 +15,7 @@ import pytest
 
 import signclip
 from signclip.evaluation import metrics
-from signclip.evaluation.report import clip_prompts
+from signclip.evaluation.report import clip_languages, clip_prompts
 from signclip.io import embedding_store
 from signclip.jobs import evaluate
 from tests.embed_helpers import LABELLED, manifest_csv, tiny_model, warped_copies
@@ -167,3 +167,9 @@ def test_prompts_one_space_apart_are_one_and_dollars_are_drawn_as_written(tmp_pa
     results = json.loads((tmp_path / "out" / "results.json").read_text())
     assert results["n_texts"] == 2 and results["v2t"]["R1"] == 1.0  # not three prompts, one split in two
     assert all((tmp_path / "out" / name).stat().st_size > 0 for name in evaluate.PLOTS)
+
+
+def test_the_language_of_a_clip_whose_prompt_a_template_built_is_the_one_given():
+    meta = pd.DataFrame({"id": ["a", "b"], "text": ["", "<en> <bfi> library"], "gloss": ["house", ""]})
+    prompts = clip_prompts(meta, default_language="ase", template="Sign {gloss} in {language}.")
+    assert clip_languages(meta, prompts, "ase") == ["ase", "bfi"]  # not "" for the template's sentence

@@ -223,6 +223,9 @@ class EmbedActor:
                     from signclip.pose.features import feature_error
 
                     status[r], error[r] = FAILED, f"embedding failed: {feature_error(e)}"
+        for r in rows:  # a NaN in one vector would poison every search and metric that reads the corpus
+            if status[r] != FAILED and not np.isfinite(out[r]).all():
+                status[r], error[r] = FAILED, "embedding failed: the model gave non-finite values (NaN or inf)"
 
     def __call__(self, batch: Batch) -> Batch:
         if "features" in batch:  # featurised by tasks (GPU actors)

@@ -55,12 +55,13 @@ def clip_prompts(meta: pd.DataFrame, default_language: str | None = None, spoken
     return prompts
 
 
-def clip_languages(meta: pd.DataFrame, prompts: Sequence[str]) -> list[str]:
-    """Each clip's sign language: its ``language`` column, else the tag of its prompt, else ""."""
+def clip_languages(meta: pd.DataFrame, prompts: Sequence[str], default_language: str | None = None) -> list[str]:
+    """Each clip's sign language: its ``language`` column, else the tag of its prompt, else
+    ``default_language`` (``--language``, which also built its prompt), else ""."""
     out = []
     for given, prompt in zip(meta["language"] if "language" in meta else [""] * len(prompts), prompts):
         match = _TAGS.match(prompt)
-        out.append(str(given or "") or (match.group(2) if match else ""))
+        out.append(str(given or "") or (match.group(2) if match else "") or (default_language or ""))
     return out
 
 

@@ -140,7 +140,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         prompts = report.clip_prompts(clips.meta, args.language, args.spoken, template)
     except ValueError as e:
         raise ValueError(f"{directory}: {e}") from e
-    languages = report.clip_languages(clips.meta, prompts)
+    languages = report.clip_languages(clips.meta, prompts, args.language)
     uniq, gold = metrics.unique_texts(prompts)
     text_emb = prompt_embeddings(corpus, clips, uniq, args.model, args.device)
     results = report.evaluate(clips.embeddings, prompts, text_emb, languages, shots=args.shots,
