@@ -173,3 +173,18 @@ def test_the_language_of_a_clip_whose_prompt_a_template_built_is_the_one_given()
     meta = pd.DataFrame({"id": ["a", "b"], "text": ["", "<en> <bfi> library"], "gloss": ["house", ""]})
     prompts = clip_prompts(meta, default_language="ase", template="Sign {gloss} in {language}.")
     assert clip_languages(meta, prompts, "ase") == ["ase", "bfi"]  # not "" for the template's sentence
+
+
+def test_a_gloss_is_prompted_in_the_spoken_language_its_manifest_gave(tmp_path, poses_dir):
+    """Training builds '<de> <gsg> Haus' from a manifest's spoken_language; evaluation must ask the same."""
+    from signclip.embedding import items
+
+    listed = items.from_manifest(str(manifest_csv(tmp_path / "m.csv", [
+        {"pose": str(poses_dir / "library.pose"), "gloss": "Haus", "sign_language": "gsg",
+         "spoken_language": "de"}])))
+    assert listed[0].spoken_language == "de"  # embed carries it into the shards
+    emb = _embeddings(tmp_path / "emb", [_clip("a", "", [1.0, 0.0], gloss="Haus", language="gsg",
+                                               spoken_language="de")], {"<de> <gsg> Haus": [1.0, 0.0]})
+    assert embedding_store.load(emb).meta["spoken_language"].tolist() == ["de", ""]
+    assert evaluate.main(["--embeddings", emb, "--output", str(tmp_path / "out")]) == 0
+    assert json.loads((tmp_path / "out" / "results.json").read_text())["n_texts"] == 1

@@ -134,11 +134,12 @@ def test_a_windowed_corpus_is_queried_with_its_own_long_clip_policy_and_stride(c
 def test_shards_written_before_the_stride_was_recorded_read_as_the_default_stride(corpus, tmp_path):
     old, new = tmp_path / "old", tmp_path / "mixed"
     [shard] = embedding_store.list_shards(corpus["dir"])
-    legacy = pq.read_table(shard).drop_columns(["window_stride"])  # the shard as an older version wrote it
+    legacy = pq.read_table(shard).drop_columns(["window_stride", "spoken_language"])  # as older versions wrote it
     embedding_store.write_shard(legacy, str(old), "r0", "old")
     embedding_store.write_shard(legacy, str(new), "r0", "old")
     embedding_store.write_shard(pq.read_table(shard).slice(0, 1), str(new), "r1", "new")  # a rerun's shard
     assert set(embedding_store.read_index(str(old))["window_stride"]) == {embedding_store.DEFAULT_WINDOW_STRIDE}
+    assert set(embedding_store.load(str(old)).meta["spoken_language"]) == {""}
     assert list(embedding_store.load(str(old)).meta.columns) == list(embedding_store.load(corpus["dir"]).meta.columns)
     assert len(embedding_store.load(str(new))) == len(embedding_store.load(corpus["dir"]))
     search = SignSearch.load(str(old))

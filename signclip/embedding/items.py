@@ -6,7 +6,8 @@ Inputs (local or ``s3://``):
   input's root, without suffix (``poses/a/b.pose`` under ``poses`` -> ``a/b``);
 - a manifest (Parquet/CSV, see :mod:`signclip.io.manifests`) with a path column (``.pose`` files, videos, or
   Google's ASL Signs landmark ``.parquet`` files) and optionally ``id``,
-  ``text``, ``gloss``, ``sign_language`` (or ``language``), ``split`` (carried into the output); relative paths
+  ``text``, ``gloss``, ``sign_language`` (or ``language``), ``spoken_language``, ``split`` (carried into the
+  output); relative paths
   are relative to the manifest;
 - prompts: a text file with one prompt per line, or a manifest's text column; a prompt's id is
   ``text-`` + a hash of the prompt, so reordering the file does not change ids and duplicates collapse.
@@ -23,7 +24,7 @@ from signclip.io.inputs import POSE_SUFFIXES, VIDEO_SUFFIXES
 
 log = logging.getLogger(__name__)
 
-METADATA_COLUMNS = ("text", "gloss", "language", "split")
+METADATA_COLUMNS = ("text", "gloss", "language", "spoken_language", "split")
 
 
 class InputError(ValueError):
@@ -40,6 +41,7 @@ class Item:
     text: str = ""  # the prompt (texts) or the clip's text from a manifest
     gloss: str = ""
     language: str = ""
+    spoken_language: str = ""  # the language of the gloss (prompts are "<spoken> <sign> gloss"); "" = English
     split: str = ""
 
     def as_row(self) -> dict[str, str]:

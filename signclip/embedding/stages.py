@@ -267,8 +267,8 @@ def to_table(batch: Batch, spec: RunSpec) -> pa.Table:
 
     emb = np.asarray(batch["embedding"], dtype=np.float32).reshape(n, spec.embedding_dim)
     columns = {name: pa.array(_strings(batch, name, n), type=pa.string())
-               for name in ("id", "kind", "source", "pose_path", "text", "gloss", "language", "split",
-                            "long_clip", "error")}
+               for name in ("id", "kind", "source", "pose_path", "text", "gloss", "language", "spoken_language",
+                            "split", "long_clip", "error")}
     columns.update(
         model=pa.array([spec.model] * n), model_name=pa.array([spec.model_name] * n),
         model_hash=pa.array([spec.model_hash] * n), feature_set=pa.array([spec.feature_set] * n),

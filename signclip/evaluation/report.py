@@ -42,11 +42,12 @@ def clip_prompts(meta: pd.DataFrame, default_language: str | None = None, spoken
     for row in meta.itertuples(index=False):
         text, gloss = str(getattr(row, "text", "") or ""), str(getattr(row, "gloss", "") or "")
         language = str(getattr(row, "language", "") or "") or default_language
+        spoken_here = str(getattr(row, "spoken_language", "") or "") or spoken  # as training built its prompt
         if text.strip():
             prompts.append(" ".join(text.split()))  # texts one space apart are one prompt, as in search
         elif gloss and language:
             try:
-                prompts.append(gloss_prompt(gloss, language, spoken, template))
+                prompts.append(gloss_prompt(gloss, language, spoken_here, template))
             except PromptError as e:
                 raise PromptError(f"clip {row.id}: {e}") from e
         else:

@@ -39,7 +39,7 @@ SHARD_SUFFIX = ".parquet"
 VARIANT_COLUMNS = ("model_hash", "feature_set", "flip", "anonymized", "long_clips", "window_stride", "precision")
 DEFAULT_WINDOW_STRIDE = 128  # `signclip embed`'s --window-stride default
 # Columns that shards of older versions lack, read as the value those versions used.
-LEGACY_DEFAULTS = {"window_stride": DEFAULT_WINDOW_STRIDE}
+LEGACY_DEFAULTS = {"window_stride": DEFAULT_WINDOW_STRIDE, "spoken_language": ""}
 
 
 def schema(embedding_dim: int) -> pa.Schema:
@@ -52,6 +52,7 @@ def schema(embedding_dim: int) -> pa.Schema:
         pa.field("text", pa.string()),  # the prompt (texts), or the clip's text from the input manifest ("" if none)
         pa.field("gloss", pa.string()),  # from the input manifest ("" if none)
         pa.field("language", pa.string()),  # sign-language code from the input manifest, e.g. "ase" ("" if none)
+        pa.field("spoken_language", pa.string()),  # the gloss's language from the input manifest ("" if none)
         pa.field("split", pa.string()),  # from the input manifest ("" if none)
         pa.field("model", pa.string()),  # the model directory as given to the job
         pa.field("model_name", pa.string()),  # the model's config name, e.g. "e7.2"

@@ -213,7 +213,8 @@ def write_outputs(opts: EmbedOptions, summary: EmbedSummary) -> EmbedSummary:
     import pyarrow as pa
 
     index = embedding_store.read_index(opts.output, columns=(
-        "id", "kind", "source", "pose_path", "text", "gloss", "language", "split", "model_name", "model_hash",
+        "id", "kind", "source", "pose_path", "text", "gloss", "language", "spoken_language", "split", "model_name",
+        "model_hash",
         "frames", "long_clip", "segments", "status", "error", "run_id"))
     counts = index["status"].value_counts()
     # this run's own rows, counted from what was written (a pass cut short by a lost node may have written
