@@ -339,6 +339,75 @@ def test_a_loaded_corpus_keeps_each_clips_own_embedding_across_shards(tmp_path, 
     assert nothing.embeddings.shape == (0, spec.embedding_dim)
 
 
+def _corpus_of_runs(spec: RunSpec, output: str, runs: int) -> None:
+    """``runs`` shards of three rows each, every vector its row's own (run * 10 + row), one id rewritten."""
+    for run in range(runs):
+        ids = [f"r{run}-{n}" for n in range(3)] + (["r0-0"] if run == runs - 1 else [])
+        rows = _rows(spec, ids, "ok", 0)
+        rows["embedding"][:, 0] = [run * 10 + n for n in range(len(ids))]
+        embedding_store.write_shard(to_table(rows, spec), output, f"r{run:02d}", "x")
+
+
+def test_shards_in_an_object_store_are_read_several_at_once_and_give_what_one_at_a_time_gives(
+        tmp_path, model_dir, s3_bucket, monkeypatch):
+    import threading
+    import time
+
+    output = f"{s3_bucket}/emb"
+    spec = spec_for(model_dir, tmp_path)
+    _corpus_of_runs(spec, output, runs=6)
+    read_one, lock, active, most = embedding_store._read_one, threading.Lock(), [0], [0]
+
+    def counted(*args, **kwargs):
+        with lock:
+            active[0] += 1
+            most[0] = max(most[0], active[0])
+        try:
+            time.sleep(0.05)  # a round trip long enough for the other readers to start
+            return read_one(*args, **kwargs)
+        finally:
+            with lock:
+                active[0] -= 1
+
+    monkeypatch.setattr(embedding_store, "_read_one", counted)
+    together, index = embedding_store.load(output), embedding_store.read_index(output)
+    assert most[0] > 1
+    monkeypatch.setattr(embedding_store, "REMOTE_READERS", 1)
+    most[0] = 0
+    alone = embedding_store.load(output)
+    assert most[0] == 1
+    pd.testing.assert_frame_equal(together.meta, alone.meta)
+    np.testing.assert_array_equal(together.embeddings, alone.embeddings)
+    assert list(together.meta["id"]).count("r0-0") == 1 and len(together) == 18 == len(index)
+    np.testing.assert_array_equal(together.embeddings[:, 0], [int(i[1]) * 10 + int(i[3]) if i != "r0-0" else 53
+                                                             for i in together.meta["id"]])
+
+
+@pytest.mark.parametrize("damage", ["junk", "other parquet", "other width"])
+def test_a_damaged_shard_is_named_when_a_corpus_is_read(tmp_path, model_dir, damage):
+    import pyarrow as pa
+
+    out = tmp_path / "emb"
+    spec = spec_for(model_dir, out)
+    _corpus_of_runs(spec, str(out), runs=2)
+    bad = out / "shards" / "part-r99-x.parquet"
+    if damage == "junk":
+        bad.write_bytes(b"PAR1 cut short by a copy tool")
+        says = "not a readable embedding shard"
+    elif damage == "other parquet":
+        pq.write_table(pa.table({"id": ["z"], "score": [1.0]}), bad)
+        says = "not an embedding shard (it has no column 'kind'"
+    else:
+        wider = dataclasses.replace(spec, embedding_dim=spec.embedding_dim + 1)
+        embedding_store.write_shard(to_table(_rows(wider, ["z"], "ok", 1.0), wider), str(out), "r99", "x")
+        says = f"embeddings of {spec.embedding_dim + 1} values, the other shards' have {spec.embedding_dim}"
+    with pytest.raises(ValueError, match=re.escape(f"{bad}: {says}")):
+        embedding_store.load(str(out))
+    if damage != "other width":  # the index (what a rerun skips) reads no embedding
+        with pytest.raises(ValueError, match=re.escape(f"{bad}: ")):
+            embedding_store.read_index(str(out))
+
+
 def test_npy_path_layout(tmp_path):
     embedding_store.write_npy(str(tmp_path), "a/b", np.arange(4, dtype=np.float64))
     arr = np.load(tmp_path / "a" / "b.npy")

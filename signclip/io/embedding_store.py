@@ -19,7 +19,11 @@ from __future__ import annotations
 import io
 import logging
 import posixpath
+from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
 from dataclasses import dataclass
+from typing import TypeVar
 
 import numpy as np
 import pandas as pd
@@ -40,6 +44,11 @@ VARIANT_COLUMNS = ("model_hash", "feature_set", "flip", "anonymized", "long_clip
 DEFAULT_WINDOW_STRIDE = 128  # `signclip embed`'s --window-stride default
 # Columns that shards of older versions lack, read as the value those versions used.
 LEGACY_DEFAULTS = {"window_stride": DEFAULT_WINDOW_STRIDE, "spoken_language": ""}
+# Shards read at once. An object store answers each request after a round trip (tens of ms on S3), and a
+# corpus has hundreds of shards of a few requests each: read one at a time, a replica spent minutes starting.
+REMOTE_READERS = 16
+
+_T = TypeVar("_T")
 
 
 def schema(embedding_dim: int) -> pa.Schema:
@@ -95,11 +104,29 @@ def write_shard(table: pa.Table, output: str, run_id: str, name: str) -> str:
     return path
 
 
+@contextmanager
+def _shard_file(path: str, fs: pa.fs.FileSystem) -> Iterator[pq.ParquetFile]:
+    """One shard opened; ``ValueError`` naming it when it is not a readable shard."""
+    try:
+        with fs.open_input_file(storage.filesystem(path)[1]) as f:
+            yield pq.ParquetFile(f)
+    except pa.ArrowException as e:
+        raise ValueError(f"{path}: not a readable embedding shard ({type(e).__name__}: {e}); remove it and "
+                         "run `signclip embed` again to embed its items anew") from e
+
+
+def _require(shard: pq.ParquetFile, path: str, columns: list[str]) -> None:
+    # Parquet reads leave out a column a file lacks without a word; the reader's KeyError would name no file
+    absent = [c for c in columns if c not in shard.schema_arrow.names and c not in LEGACY_DEFAULTS]
+    if absent:
+        raise ValueError(f"{path}: not an embedding shard (it has no column {', '.join(map(repr, absent))})")
+
+
 def _read_one(path: str, fs: pa.fs.FileSystem, columns: list[str] | None) -> pa.Table:
     """One shard; a column of :data:`LEGACY_DEFAULTS` that an older shard lacks is filled with its default."""
-    with fs.open_input_file(storage.filesystem(path)[1]) as f:
-        shard = pq.ParquetFile(f)
+    with _shard_file(path, fs) as shard:
         wanted = schema(1).names if columns is None else columns
+        _require(shard, path, wanted)
         missing = [c for c in wanted if c in LEGACY_DEFAULTS and c not in shard.schema_arrow.names]
         table = shard.read(columns=None if columns is None else [c for c in columns if c not in missing])
     if not missing:
@@ -109,13 +136,24 @@ def _read_one(path: str, fs: pa.fs.FileSystem, columns: list[str] | None) -> pa.
     return table.select([c for c in wanted if c in table.column_names])  # the column order of newer shards
 
 
+def _each_shard(read: Callable[[int, str], _T], paths: list[str]) -> list[_T]:
+    """``read(i, path)`` for every shard, in order: several at once from an object store, where each
+    request waits a round trip; one at a time from a disk, where that only adds threads."""
+    readers = REMOTE_READERS if storage.is_remote(paths[0]) else 1
+    if readers == 1 or len(paths) == 1:
+        return [read(i, p) for i, p in enumerate(paths)]
+    with ThreadPoolExecutor(min(readers, len(paths)), thread_name_prefix="shard-reader") as pool:
+        return list(pool.map(read, range(len(paths)), paths))
+
+
 def _read(paths: list[str], columns: list[str] | None) -> pa.Table:
     fs, _ = storage.pyarrow_filesystem(paths[0])
-    tables = []
-    for order, path in enumerate(paths):
+
+    def read(order: int, path: str) -> pa.Table:
         t = _read_one(path, fs, columns)
-        tables.append(t.append_column("_order", pa.array(np.full(t.num_rows, order, dtype=np.int64))))
-    return pa.concat_tables(tables)
+        return t.append_column("_order", pa.array(np.full(t.num_rows, order, dtype=np.int64)))
+
+    return pa.concat_tables(_each_shard(read, paths))
 
 
 def _pandas(table: pa.Table) -> pd.DataFrame:
@@ -177,27 +215,31 @@ def load(output: str, kinds: tuple[str, ...] | None = None) -> Corpus:
 
 
 def _gather_embeddings(paths: list[str], sizes: np.ndarray, rows: np.ndarray) -> np.ndarray:
-    """float32 [len(rows), E]: row ``rows[i]`` of the shards' rows in order, one shard's column read at a time."""
+    """float32 [len(rows), E]: row ``rows[i]`` of the shards' rows in order, each shard's column read on its own
+    and copied into place (at most :func:`_each_shard`'s readers hold one at a time)."""
     fs, _ = storage.pyarrow_filesystem(paths[0])
+    with _shard_file(paths[0], fs) as first:
+        _require(first, paths[0], ["embedding"])
+        width = first.schema_arrow.field("embedding").type.list_size
+    out = np.empty((len(rows), width), dtype=np.float32)
     starts = np.concatenate([[0], np.cumsum(sizes)])
     by_row = np.argsort(rows, kind="stable")
-    out: np.ndarray | None = None
-    for shard, path in enumerate(paths):
-        lo, hi = np.searchsorted(rows[by_row], [starts[shard], starts[shard + 1]])
-        if lo == hi:
-            continue
+    spans = np.searchsorted(rows[by_row], np.stack([starts[:-1], starts[1:]], axis=1))
+    wanted = [(shard, path) for shard, path in enumerate(paths) if spans[shard, 0] < spans[shard, 1]]
+
+    def copy(i: int, path: str) -> None:
+        shard = wanted[i][0]
         column = _read_one(path, fs, ["embedding"]).column("embedding").combine_chunks()
-        if out is None:
-            out = np.empty((len(rows), column.type.list_size), dtype=np.float32)
+        if column.type.list_size != width:
+            raise ValueError(f"{path}: embeddings of {column.type.list_size} values, the other shards' have {width}")
         # rows of a fixed-size list column are contiguous, so row i's values are flat[i] (offset included)
-        flat = column.values.to_numpy(zero_copy_only=False).reshape(-1, column.type.list_size)
+        flat = column.values.to_numpy(zero_copy_only=False).reshape(-1, width)
         flat = flat[column.offset:column.offset + len(column)]
-        picks = by_row[lo:hi]
-        out[picks] = flat[rows[picks] - starts[shard]]
-    if out is None:  # nothing selected: the width from the first shard's footer
-        with fs.open_input_file(storage.filesystem(paths[0])[1]) as f:
-            width = pq.ParquetFile(f).schema_arrow.field("embedding").type.list_size
-        out = np.empty((0, width), dtype=np.float32)
+        picks = by_row[spans[shard, 0]:spans[shard, 1]]
+        out[picks] = flat[rows[picks] - starts[shard]]  # each shard's rows are its own: no two threads share one
+
+    if wanted:
+        _each_shard(copy, [path for _, path in wanted])
     return out
 
 
