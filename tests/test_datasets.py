@@ -705,3 +705,17 @@ def test_feature_pipeline_reads_google_parquet_paths(tmp_path, originals):
     (tmp_path / "bad.parquet").write_bytes(b"not parquet")
     with pytest.raises((PoseInputError, GoogleParquetError), match="bad.parquet"):
         pose_features(str(tmp_path / "bad.parquet"))
+
+
+def test_a_pair_with_an_empty_gloss_or_spoken_language_is_read_as_a_missing_value(tmp_path):
+    """A Parquet manifest's null is None: it must not become the gloss 'None' or the language '<None>'."""
+    rows = {"pose": ["a.pose", "b.pose"], "gloss": ["house", "sad"], "sign_language": ["ase", "gsg"],
+            "spoken_language": [None, "de"]}
+    pq.write_table(pa.table(rows), tmp_path / "m.parquet")
+    assert read_pairs(str(tmp_path / "m.parquet"))["text"].tolist() == ["<en> <ase> house", "<de> <gsg> sad"]
+    rows["gloss"][1] = None
+    pq.write_table(pa.table(rows), tmp_path / "m.parquet")
+    with pytest.raises(ValueError, match=r"m.parquet: row 2: the gloss is empty"):
+        read_pairs(str(tmp_path / "m.parquet"))
+    with pytest.raises(ValueError, match=r"m.parquet: row 2: the gloss is empty"):
+        read_pairs(str(tmp_path / "m.parquet"), prompt_template='Sign "{gloss}" in {language}.')

@@ -188,3 +188,14 @@ def test_a_gloss_is_prompted_in_the_spoken_language_its_manifest_gave(tmp_path, 
     assert embedding_store.load(emb).meta["spoken_language"].tolist() == ["de", ""]
     assert evaluate.main(["--embeddings", emb, "--output", str(tmp_path / "out")]) == 0
     assert json.loads((tmp_path / "out" / "results.json").read_text())["n_texts"] == 1
+
+
+def test_text_rows_embed_the_prompts_whatever_their_spacing(tmp_path):
+    """A text row embedded as written ('thank  you') is the prompt 'thank you': the same tokens, so the row
+    serves, and no model (here: none on disk) is needed."""
+    texts = {"<en> <ase> thank  you": [1.0, 0.0], " <en> <ase> sad": [0.0, 1.0]}
+    clips = [_clip("a", "<en> <ase> thank you", [1.0, 0.1]), _clip("b", "<en> <ase> sad", [0.1, 1.0])]
+    emb = _embeddings(tmp_path / "emb", clips, texts)
+    assert evaluate.main(["--embeddings", emb, "--output", str(tmp_path / "out")]) == 0
+    results = json.loads((tmp_path / "out" / "results.json").read_text())
+    assert results["n_texts"] == 2 and results["v2t"]["R1"] == 1.0

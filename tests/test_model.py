@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -173,6 +174,28 @@ def test_a_save_interrupted_midway_leaves_the_model_that_was_there(tmp_path, mon
     assert (saved / checkpoint.WEIGHTS).stat().st_ino != inode  # replaced in one rename, not rewritten in place
     np.testing.assert_array_equal(signclip.load(saved).embed_texts(texts), second.embed_texts(texts))
     assert sorted(p.name for p in tmp_path.iterdir()) == ["best"]
+    assert not [p.name for p in saved.iterdir() if p.name.startswith(".")]
+
+
+def test_a_save_writes_nothing_outside_the_model_directory(tmp_path, monkeypatch):
+    """The directory may be a mount point (a volume, /dev/shm) or sit in a folder this process cannot write:
+    staging beside it would fail there (a rename across file systems, or no write access)."""
+    import safetensors.torch
+
+    written = []
+    save_file = safetensors.torch.save_file
+
+    def recording(state, filename, metadata=None):
+        written.append(Path(filename))
+        return save_file(state, filename, metadata=metadata)
+
+    monkeypatch.setattr(safetensors.torch, "save_file", recording)
+    target = tmp_path / "volume"
+    target.mkdir()
+    signclip.create("tiny", seed=1).save(target)
+    assert written and all(target in p.parents for p in written)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["volume"]
+    assert signclip.load(target).cfg.name == "tiny"
 
 
 def test_loading_skips_initialisation_without_changing_what_others_build(tiny, tmp_path, monkeypatch):

@@ -90,6 +90,23 @@ def test_a_local_model_other_than_expected_is_refused(tmp_path, cache):
     assert model_cache.local_model(str(local)) == str(local)  # nothing expected: not hashed, not refused
 
 
+def test_a_local_model_that_is_not_there_is_named_when_one_is_expected(tmp_path, cache):
+    """A pinned service or a planned job on a node whose disk lacks the model: an error naming the path,
+    not a bare FileNotFoundError from deep inside the hashing."""
+    absent = tmp_path / "nowhere"
+    for call in (model_cache.local_model, model_cache.local_model_and_fingerprint):
+        with pytest.raises(model_cache.ModelFetchError, match=f"{absent}: not a SignCLIP model directory "
+                                                              r"\(no config.json\)"):
+            call(str(absent), expected="0123456789abcdef")
+    with pytest.raises(CheckpointError, match=f"{absent}: not a SignCLIP model directory"):
+        signclip.load(absent, fingerprint="0123456789abcdef")
+    half = tmp_path / "half"
+    signclip.create("tiny", seed=4).save(str(half))
+    (half / "model.safetensors").unlink()
+    with pytest.raises(model_cache.ModelFetchError, match=r"half: not a SignCLIP model directory \(no model"):
+        model_cache.local_model_and_fingerprint(str(half))
+
+
 def test_a_corrupt_or_partial_download_is_never_used(tmp_path, s3_bucket, cache, monkeypatch):
     url = f"{s3_bucket}/models/partial"
     fp = _upload(signclip.create("tiny", seed=4), tmp_path / "m", url)

@@ -75,9 +75,11 @@ def test_refuses_a_model_that_did_not_make_the_embeddings(corpus, tmp_path: Path
     assert "no embedding shards" in capsys.readouterr().err
 
 
-def embed_corpus(output: Path, model_dir: Path, clips: dict[str, tuple[Path, str, str]], **options) -> str:
+def embed_corpus(output: Path, model_dir: Path, clips: dict[str, tuple[Path, str, str]],
+                 spoken: dict[str, str] | None = None, **options) -> str:
     """An embedding directory of ``clips`` (id -> (pose file, gloss, language)), written by the embed job's own
-    stages in-process; ``options`` are the run's (e.g. ``long_clips``, ``window_stride``)."""
+    stages in-process; ``spoken``: a clip's spoken language where it is not English; ``options`` are the run's
+    (e.g. ``long_clips``, ``window_stride``)."""
     from signclip.embedding.stages import EmbedActor, RunSpec, featurize, model_spec, write_shard
 
     n = len(clips)
@@ -85,7 +87,8 @@ def embed_corpus(output: Path, model_dir: Path, clips: dict[str, tuple[Path, str
              "source": np.array([str(path) for path, _, _ in clips.values()], dtype=object),
              "text": np.array([""] * n, dtype=object),
              "gloss": np.array([gloss for _, gloss, _ in clips.values()], dtype=object),
-             "language": np.array([language for _, _, language in clips.values()], dtype=object)}
+             "language": np.array([language for _, _, language in clips.values()], dtype=object),
+             "spoken_language": np.array([(spoken or {}).get(c, "") for c in clips], dtype=object)}
     spec = RunSpec(**model_spec(str(model_dir)), output=str(output), run_id="r1", **options)
     write_shard(EmbedActor(spec)(featurize(batch, spec)), spec)
     return str(output)
@@ -118,6 +121,19 @@ def test_labels_the_model_cannot_tell_apart_are_one_label(corpus, tmp_path, pose
         ("house", "<en> <ase> house", 3), ("sad", "<en> <ase> sad", 1)]
     glosses = search.recognize(search.embed_clips([poses_dir / "house-colin-1.pose"]), k=5)[0]
     assert sorted((g.label, g.clips) for g in glosses) == [("house", 3), ("sad", 1)]
+
+
+def test_a_gloss_is_recognised_by_its_prompt_in_its_own_spoken_language(corpus, tmp_path, poses_dir):
+    """Training built a German gloss's prompt as '<de> <gsg> Haus': recognition must embed that, not '<en> ...'."""
+    clips = _labelled(poses_dir, {"house-colin-1": ("Haus", "gsg"), "library": ("house", "ase")})
+    search = SignSearch.load(embed_corpus(tmp_path / "emb", corpus["model"], clips, spoken={"house-colin-1": "de"}))
+    assert sorted((e.label, e.language, e.prompt, e.clips) for e in search.labels) == [
+        ("Haus", "gsg", "<de> <gsg> Haus", 1), ("house", "ase", "<en> <ase> house", 2),
+        ("sad", "ase", "<en> <ase> sad", 1)]
+    [best] = search.recognize(search.embed_clips([poses_dir / "house-colin-1.pose"]), k=1)[0]
+    expected = search.embedder.embed_texts([e.prompt for e in search.labels])
+    query = search.embed_clips([poses_dir / "house-colin-1.pose"])
+    assert best.prompt == search.labels[int(np.argmax(metrics.similarity(query, expected)[0]))].prompt
 
 
 def test_a_windowed_corpus_is_queried_with_its_own_long_clip_policy_and_stride(corpus, tmp_path, poses_dir):

@@ -67,7 +67,7 @@ def local_model(location: str, expected: str | None = None) -> str:
     if not storage.is_remote(location):
         directory = os.path.abspath(location)
         if expected:
-            _check_expected(location, fingerprint(directory), expected)
+            _check_expected(location, _local_fingerprint(location, directory), expected)
         return directory
     root = cache_root()
     if expected and (root / expected).is_dir():
@@ -92,10 +92,19 @@ def local_model_and_fingerprint(location: str, expected: str | None = None) -> t
         directory = local_model(location, expected)
         return directory, Path(directory).name
     directory = os.path.abspath(location)
-    found = fingerprint(directory)
+    found = _local_fingerprint(location, directory)
     if expected:
         _check_expected(location, found, expected)
     return directory, found
+
+
+def _local_fingerprint(location: str, directory: str) -> str:
+    try:
+        return fingerprint(directory)
+    except FileNotFoundError as e:
+        raise ModelFetchError(f"{location}: not a SignCLIP model directory (no {Path(e.filename).name})") from None
+    except OSError as e:
+        raise ModelFetchError(f"{location}: cannot read the model ({type(e).__name__}: {e})") from e
 
 
 def _check_expected(location: str, found: str, expected: str) -> None:

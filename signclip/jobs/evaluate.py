@@ -110,7 +110,9 @@ def prompt_embeddings(corpus: embedding_store.Corpus, clips: embedding_store.Cor
                       model_dir: str | None, device: str) -> np.ndarray:
     """Embeddings of ``prompts``: the directory's own text rows when it has them all, else the model's."""
     texts = corpus.select(corpus.meta["kind"].eq("text").to_numpy())
-    known = {t: i for i, t in enumerate(texts.meta["text"])}
+    known: dict[str, int] = {}
+    for i, text in enumerate(texts.meta["text"]):
+        known.setdefault(" ".join(str(text).split()), i)  # prompts are whitespace-collapsed; the tokens are alike
     if prompts and all(p in known for p in prompts) and model_dir is None:
         log.info("prompt embeddings taken from the directory's text rows")
         return texts.embeddings[[known[p] for p in prompts]]

@@ -95,12 +95,13 @@ def save(model: "SignCLIP", directory: str | os.PathLike) -> None:
 
 
 def _save_local(model: "SignCLIP", target: Path) -> None:
-    """Written beside ``target``, then moved in file by file: a reader, or a crash, in the middle of a save
-    (training rewrites ``best/`` each time validation improves) meets each file whole, the old one or the
-    new one, never part of one. The weights move last, after the config and vocabulary they go with."""
+    """Written into a staging folder inside ``target``, then moved in file by file: a reader, or a crash, in
+    the middle of a save (training rewrites ``best/`` each time validation improves) meets each file whole,
+    the old one or the new one, never part of one. The weights move last, after the config and vocabulary
+    they go with. Staged inside, not beside: ``target`` may be a mount point or sit in a read-only folder,
+    and a rename only works within one file system."""
     target.mkdir(parents=True, exist_ok=True)
-    target = target.resolve()  # "." has no name or parent to stage beside
-    staging = Path(tempfile.mkdtemp(prefix=f".{target.name}.saving-", dir=target.parent))
+    staging = Path(tempfile.mkdtemp(prefix=".saving-", dir=target))
     try:
         _write_files(model, staging)
         for name in sorted(os.listdir(staging), key=lambda n: n == WEIGHTS):

@@ -68,5 +68,8 @@ def sentence_prompt(template: str, signed: str, **fields: str) -> str:
 
 
 def gloss_prompt(gloss: str, signed: str, spoken: str = "en", template: str | None = None) -> str:
-    """A clip's prompt from its gloss: ``template`` (a :func:`sentence_prompt`) when given, else E7.2's."""
+    """A clip's prompt from its gloss: ``template`` (a :func:`sentence_prompt`) when given, else E7.2's.
+    ``PromptError`` when the gloss is empty (a template would make a sentence that names no sign)."""
+    if not str(gloss).strip():
+        raise PromptError("the gloss is empty")
     return sentence_prompt(template, signed, gloss=str(gloss)) if template else build_prompt(gloss, signed, spoken)

@@ -121,14 +121,15 @@ def check_queries(queries: Sequence[str]) -> None:
             raise ValueError(f"query {n} of {len(queries)} ({query!r}) is empty; give a word or phrase to look up")
 
 
-def label_of(text: str, gloss: str, language: str) -> tuple[str, str] | None:
-    """A clip's label and the prompt the text tower embeds for it: its text, else its gloss's prompt; None when
-    it has neither. Raises ``PromptError`` when the gloss's prompt cannot be built (e.g. an unknown code)."""
+def label_of(text: str, gloss: str, language: str, spoken_language: str = "") -> tuple[str, str] | None:
+    """A clip's label and the prompt the text tower embeds for it: its text, else its gloss's prompt (in its
+    spoken language, English when it names none, as training built it); None when it has neither. Raises
+    ``PromptError`` when the gloss's prompt cannot be built (e.g. an unknown code)."""
     if text.strip():
         text = " ".join(text.split())
         return text, text
     if gloss.strip() and language:
-        return " ".join(gloss.split()), gloss_prompt(gloss, language)
+        return " ".join(gloss.split()), gloss_prompt(gloss, language, spoken_language or "en")
     return None
 
 
@@ -151,6 +152,9 @@ class SignSearch:
         # plain lists: a hit reads its row's fields without going through pandas
         self._column = {c: _strings(corpus.meta[c]) for c in ("id", "source", "gloss", "text", "language",
                                                                "pose_path")}
+        # the language a gloss's prompt is written in (shards of older versions have none: English)
+        self._column["spoken_language"] = (_strings(corpus.meta["spoken_language"])
+                                           if "spoken_language" in corpus.meta else [""] * len(corpus))
         self._rows = {clip_id: n for n, clip_id in enumerate(self._column["id"])}
         self._labels: list[LabelEntry] | None = None
         self._label_vectors: VectorIndex | None = None
@@ -209,9 +213,10 @@ class SignSearch:
         groups: dict[tuple[str, str], LabelEntry] = {}
         refused: list[tuple[str, str]] = []
         c = self._column
-        for clip_id, text, gloss, language in zip(c["id"], c["text"], c["gloss"], c["language"]):
+        for clip_id, text, gloss, language, spoken_language in zip(c["id"], c["text"], c["gloss"], c["language"],
+                                                                   c["spoken_language"]):
             try:
-                found = label_of(text, gloss, language)
+                found = label_of(text, gloss, language, spoken_language)
             except PromptError as e:
                 refused.append((clip_id, str(e)))
                 continue

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import pandas as pd
 
-from signclip.io.manifests import clip_column, read_manifest, resolve
+from signclip.io.manifests import clip_column, read_manifest, resolve, text_cell
 from signclip.model.prompts import gloss_prompt
 
 
@@ -40,7 +40,8 @@ def read_pairs(manifest: str, split: str | None = None, prompt_template: str | N
         # rows counted from 1 in the whole manifest (the index survives the split filter), as the jobs count them
         for row, gloss, signed, lang in zip(df.index, df["gloss"], df["sign_language"], spoken):
             try:
-                texts.append(gloss_prompt(str(gloss), str(signed), str(lang), prompt_template))
+                texts.append(gloss_prompt(text_cell(gloss), text_cell(signed), text_cell(lang) or "en",
+                                          prompt_template))
             except ValueError as e:
                 raise ValueError(f"{manifest}: row {row + 1}: {e}") from e
         out["text"] = texts
