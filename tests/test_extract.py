@@ -59,6 +59,25 @@ def test_a_run_over_part_of_the_input_keeps_the_manifest_rows_of_the_rest(ray_lo
 
 
 @pytest.mark.timeout(240)
+def test_a_video_listed_under_two_ids_gets_one_pose_and_a_manifest_row_for_each(ray_local, tmp_path, videos_dir):
+    src = copy_videos(videos_dir, tmp_path / "in", {"long.mp4": "sample_video.mp4", "other.mp4": "test_video.mp4"})
+    pd.DataFrame({"id": ["house-1", "sad", "house-2"], "path": ["long.mp4", "other.mp4", "long.mp4"]}).to_csv(
+        src / "clips.csv", index=False)
+    out = tmp_path / "out"
+    summary = run(ExtractConfig(input=str(src / "clips.csv"), output=str(out), progress=False))
+    assert (summary.videos, summary.ok) == (2, 2)
+    rows = read_manifest(str(out))
+    assert sorted(rows.index) == ["house-1", "house-2", "sad"]
+    assert rows.loc["house-1"].to_dict() == {**rows.loc["house-2"].to_dict()}  # one pose, the same row
+    assert Path(rows.loc["house-2", "pose_path"]) == out / "long.pose" and rows.loc["house-2", "status"] == "ok"
+    assert sorted(p.name for p in out.glob("*.pose")) == ["long.pose", "other.pose"]
+    again = run(ExtractConfig(input=str(src / "clips.csv"), output=str(out), progress=False))
+    assert (again.videos, again.skipped) == (2, 2)
+    assert read_manifest(str(out))["status"].to_dict() == {"house-1": "skipped", "sad": "skipped",
+                                                          "house-2": "skipped"}
+
+
+@pytest.mark.timeout(240)
 def test_extracts_folder_with_bad_inputs_then_resumes(ray_local, tmp_path, videos_dir):
     src = copy_videos(videos_dir, tmp_path / "in", {"signer1/sample.mp4": "sample_video.mp4",
                                                     "signer2/deep/test.mp4": "test_video.mp4"})

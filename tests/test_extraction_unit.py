@@ -445,6 +445,26 @@ def test_plan_from_csv_and_parquet_manifests(tmp_path):
         "house", "sad"]
 
 
+def test_a_video_listed_under_several_ids_is_planned_once_with_each_id(tmp_path, caplog):
+    """One video, several signs cut from it (WLASL lists such): one pose, every id kept for the manifest."""
+    (tmp_path / "v").mkdir()
+    for name in ("long.mp4", "other.mp4"):
+        (tmp_path / "v" / name).write_bytes(b"x")
+    pd.DataFrame({"id": ["house-1", "sad", "house-2", "house-1"],
+                  "path": ["v/long.mp4", "v/other.mp4", "v/long.mp4", "v/long.mp4"]}).to_csv(tmp_path / "m.csv",
+                                                                                          index=False)
+    with caplog.at_level("WARNING", logger="signclip.extraction.plan"):
+        tasks = plan(str(tmp_path / "m.csv"), str(tmp_path / "out"))
+    assert [(t.id, t.also_ids, Path(t.pose_path).name) for t in tasks] == [
+        ("house-1", ("house-2",), "long.pose"), ("sad", (), "other.pose")]
+    assert [r.getMessage() for r in caplog.records] == [
+        f"{tmp_path / 'v' / 'long.mp4'} is listed more than once as 'house-1'; extracting it once"]
+    pd.DataFrame({"id": ["house-1", "house-1"], "path": ["v/long.mp4", "v/other.mp4"]}).to_csv(tmp_path / "bad.csv",
+                                                                                             index=False)
+    with pytest.raises(ValueError, match="id 'house-1' names both .*long.mp4 and .*other.mp4"):
+        plan(str(tmp_path / "bad.csv"), str(tmp_path / "out"))
+
+
 def test_plan_from_a_manifest_with_empty_cells(tmp_path):
     (tmp_path / "clips").mkdir()
     for name in ("1.mp4", "2.mp4"):

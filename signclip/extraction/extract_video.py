@@ -172,6 +172,9 @@ class VideoTask:
     pose_exists: bool = False  # a file was at pose_path when the job was planned (check it, maybe skip)
     # the Holistic options an earlier run's manifest records for that pose (HolisticConfig.to_json; "": unknown)
     made_with: str = ""
+    # other ids the input lists this video under (e.g. one video, several signs cut from it): one pose,
+    # a manifest row for each
+    also_ids: tuple[str, ...] = ()
 
 
 # The extraction manifest: one row per video.

@@ -50,25 +50,31 @@ def existing_poses(output: str) -> set[str]:
 
 
 def plan(source: str, output: str, path_column: str = "path", id_column: str | None = None) -> list[VideoTask]:
-    """One :class:`VideoTask` per distinct video, in input order; refuses two videos mapping to one pose."""
+    """One :class:`VideoTask` per distinct video, in input order (a video listed under several ids carries the
+    others in ``also_ids``); refuses two videos mapping to one pose, and one id naming two videos."""
     listed = list_inputs(source, path_column, id_column)
     tasks: list[VideoTask] = []
-    seen_videos: set[str] = set()
+    task_of_video: dict[str, int] = {}
     by_pose: dict[str, str] = {}
     by_id: dict[str, str] = {}
     for given_id, video, name in listed:
-        if video in seen_videos:
-            log.warning("%s is listed more than once; extracting it once", video)
-            continue
-        seen_videos.add(video)
-        pose = storage.join(output, name + ".pose")
-        if pose in by_pose:
-            raise ValueError(f"{by_pose[pose]} and {video} would both write {pose}; rename one of them")
-        by_pose[pose] = video
         video_id = given_id if given_id is not None else name
-        if video_id in by_id:
+        pose = storage.join(output, name + ".pose")
+        if by_pose.get(pose, video) != video:
+            raise ValueError(f"{by_pose[pose]} and {video} would both write {pose}; rename one of them")
+        if by_id.get(video_id, video) != video:
             raise ValueError(f"id {video_id!r} names both {by_id[video_id]} and {video}")
+        if video in task_of_video:
+            n = task_of_video[video]
+            if video_id in by_id:
+                log.warning("%s is listed more than once as %r; extracting it once", video, video_id)
+            else:
+                tasks[n] = replace(tasks[n], also_ids=tasks[n].also_ids + (video_id,))
+                by_id[video_id] = video
+            continue
+        by_pose[pose] = video
         by_id[video_id] = video
+        task_of_video[video] = len(tasks)
         tasks.append(VideoTask(id=video_id, video_path=video, pose_path=pose))
     existing = existing_poses(output)
     return [replace(t, pose_exists=storage.filesystem(t.pose_path)[1] in existing) for t in tasks]

@@ -185,7 +185,9 @@ def run(config: ExtractConfig, on_row: Callable[[dict[str, Any]], None] | None =
 
         def run_pass(todo: list[VideoTask], attempt: int) -> Iterator[pa.Table]:
             low, initial, high = _plan_pass(config, len(todo), attempt)
-            dataset = ray.data.from_items([asdict(t) for t in todo], override_num_blocks=len(todo))
+            # the workers make each pose once; the other ids of its video are the driver's to record
+            dataset = ray.data.from_items([{k: v for k, v in asdict(t).items() if k != "also_ids"} for t in todo],
+                                          override_num_blocks=len(todo))
             return _extract_stage(dataset, config, low, initial, high).iter_batches(batch_size=None,
                                                                                     batch_format="pyarrow")
 
@@ -200,12 +202,13 @@ def run(config: ExtractConfig, on_row: Callable[[dict[str, Any]], None] | None =
         with lenient_execution(config.progress):
             in_passes(tasks, config.attempts, run_pass, keep, lambda todo: [t for t in todo if t.id not in rows],
                       ("videos", "extracting"))
-    ordered = [rows.get(t.id) or _lost_row(t, config.attempts) for t in tasks]
+    made = [rows.get(t.id) or _lost_row(t, config.attempts) for t in tasks]
+    ordered = [{**row, "id": video_id} for t, row in zip(tasks, made) for video_id in (t.id, *t.also_ids)]
     table = manifests.to_table(ordered, MANIFEST_SCHEMA)
-    others = rows_of_other_videos(earlier, set(rows) | {t.id for t in tasks})
+    others = rows_of_other_videos(earlier, {row["id"] for row in ordered} | set(rows))
     manifests.write_manifest(pa.concat_tables([table, others]), manifest_path)
-    counts = manifests.status_counts(table)
-    frames = sum(r["frames"] or 0 for r in ordered if r["status"] == ItemStatus.OK)
+    counts = manifests.status_counts(manifests.to_table(made, MANIFEST_SCHEMA))  # videos, not ids
+    frames = sum(r["frames"] or 0 for r in made if r["status"] == ItemStatus.OK)
     summary = ExtractSummary(videos=len(tasks), ok=counts[ItemStatus.OK], failed=counts[ItemStatus.FAILED],
                              skipped=counts[ItemStatus.SKIPPED], frames=frames,
                              seconds=time.perf_counter() - started, manifest_path=manifest_path)
