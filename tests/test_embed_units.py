@@ -408,6 +408,18 @@ def test_a_damaged_shard_is_named_when_a_corpus_is_read(tmp_path, model_dir, dam
             embedding_store.read_index(str(out))
 
 
+def test_a_damaged_shard_in_an_object_store_is_named_too(tmp_path, model_dir, s3_bucket):
+    from signclip.io import storage
+
+    output = f"{s3_bucket}/damaged"
+    _corpus_of_runs(spec_for(model_dir, tmp_path), output, runs=2)
+    bad = f"{output}/shards/part-r99-x.parquet"
+    storage.write_bytes_atomic(bad, b"PAR1 cut short by a copy tool")
+    for read in (embedding_store.load, embedding_store.read_index):
+        with pytest.raises(ValueError, match=re.escape(f"{bad}: not a readable embedding shard")):
+            read(output)
+
+
 def test_npy_path_layout(tmp_path):
     embedding_store.write_npy(str(tmp_path), "a/b", np.arange(4, dtype=np.float64))
     arr = np.load(tmp_path / "a" / "b.npy")

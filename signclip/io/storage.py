@@ -103,10 +103,13 @@ def read_bytes(path: str) -> bytes:
         except FileNotFoundError as e:
             raise FileNotFoundError(f"{path}: no such file") from e
     fs, p = filesystem(path)
+    # s3fs first asks an object's size (a HEAD: one more round trip per file) to fetch one over 50 MB in
+    # parallel ranges; what is read whole here (poses, shards, manifests) is smaller than that
+    one_request = {"max_concurrency": 1} if _split(path)[0] in ("s3", "s3a") else {}
     try:
         # one GET of the whole object: a consistent copy even while another node replaces it (a file
         # object reads in ranges pinned to the first ETag, and fails when the object changes between them)
-        return fs.cat_file(p)
+        return fs.cat_file(p, **one_request)
     except FileNotFoundError as e:
         raise FileNotFoundError(f"{path}: no such file") from e
 

@@ -18,8 +18,11 @@ From a disk (``--store local``):
 From an object store (``--store s3``): a moto S3 server behind a proxy that makes each request wait
 ``--latency-ms`` (a remote store's round trip), shards of 256 rows as ``signclip embed`` writes them:
 
-- **baseline**: ``embedding_store.load`` reading one shard at a time (``REMOTE_READERS = 1``, as it did);
-- **signclip**: ``embedding_store.load``, ``REMOTE_READERS`` shards at once.
+- **baseline**: ``embedding_store.load`` as it read an object store before: one shard at a time, each through
+  pyarrow's file object over fsspec (two HEADs, then the footer and each column chunk in ranged GETs), kept here;
+- **signclip**: ``embedding_store.load``: ``REMOTE_READERS`` shards at once, each in one GET.
+
+It also counts the requests each side sends (through the proxy).
 
 A tenth of the rows are failed and every shard repeats some ids of the one before (a rerun), so selection is real.
 """
@@ -88,9 +91,21 @@ def signclip_load(output: str) -> tuple[int, np.ndarray]:
 
 
 def serial_load(output: str) -> tuple[int, np.ndarray]:
-    from signclip.io import embedding_store
+    """The previous object-store reads: one shard at a time, through a file object."""
+    from contextlib import contextmanager
+
+    import pyarrow.parquet as pq
+
+    from signclip.io import embedding_store, storage
+
+    @contextmanager
+    def file_object(path: str):
+        fs, _ = storage.pyarrow_filesystem(path)
+        with fs.open_input_file(storage.filesystem(path)[1]) as f:
+            yield pq.ParquetFile(f)
 
     embedding_store.REMOTE_READERS = 1
+    embedding_store._shard_file = file_object
     corpus = embedding_store.load(output, kinds=("pose", "video"))
     return len(corpus), corpus.embeddings
 
@@ -140,9 +155,16 @@ def measure_s3(clips: int, dim: int, shards: int, latency_ms: float) -> tuple[di
         storage._filesystem.cache_clear()
         boto3.client("s3", endpoint_url=url).create_bucket(Bucket="bench")
         write_corpus("s3://bench/emb", clips, dim, shards)
-        proxy, slow_url = start_proxy(url, latency_ms)
+        counts = Path(tempfile.mkdtemp(prefix="bench-corpus-load-")) / "requests.json"
+        proxy, slow_url = start_proxy(url, latency_ms, str(counts))
         env = {**os.environ, "AWS_ENDPOINT_URL": slow_url}
-        return measure("serial", "s3://bench/emb", env), measure("signclip", "s3://bench/emb", env)
+        sides = []
+        for side in ("serial", "signclip"):
+            before = json.loads(counts.read_text()) if counts.exists() else {}
+            sides.append(measure(side, "s3://bench/emb", env))
+            after = json.loads(counts.read_text())
+            sides[-1]["requests"] = {m: n - before.get(m, 0) for m, n in sorted(after.items()) if n > before.get(m, 0)}
+        return sides[0], sides[1]
     finally:
         for proc in (proxy, moto):
             if proc is not None:
@@ -165,8 +187,9 @@ def compare(store: str, clips: int | None, dim: int, shards: int | None, latency
     print(f"{ours['rows']} clips x {dim} ({ours['array_mib']:.0f} MiB of embeddings) in {shards} shards {where}")
     base_name = "serial" if store == "s3" else "baseline"
     for name, r in ((base_name, base), ("signclip", ours)):
+        sent = ", ".join(f"{n / shards:.1f} {m}" for m, n in r.get("requests", {}).items())
         print(f"  {name:<9} peak +{r['peak_mib']:7.0f} MiB ({r['peak_mib'] / r['array_mib']:.2f}x the array), "
-              f"{r['seconds']:.2f} s")
+              f"{r['seconds']:.2f} s" + (f", requests a shard: {sent}" if sent else ""))
     print(f"  signclip / {base_name}: peak memory {ours['peak_mib'] / base['peak_mib']:.2f}x, "
           f"time {ours['seconds'] / base['seconds']:.2f}x (speed {base['seconds'] / ours['seconds']:.1f}x)", flush=True)
 
