@@ -287,10 +287,13 @@ def measure_a(work: Path, corpus: Path, frames: int, args) -> tuple[float, str]:
 
 def measure_b(work: Path, corpus: Path, frames: int, args) -> tuple[float, str]:
     shutil.copytree(corpus, work)
-    cli = Path(sys.executable).parent / "videos_to_poses"
+    # the `videos_to_poses` console script's own entry point: an interpreter without pose-format installed
+    # (the GPU machine, where it travels as files) has no console script
+    cli = [sys.executable, "-c", "import sys; from pose_format.bin.directory import main; "
+           "sys.argv[0] = 'videos_to_poses'; main()"]
     _note_load()
     start, cpu, busy = time.perf_counter(), _children_cpu(), machine_busy_seconds()
-    subprocess.run([str(cli), "--format", "mediapipe", "-d", str(work), "--recursive",
+    subprocess.run([*cli, "--format", "mediapipe", "-d", str(work), "--recursive",
                     "--num-workers", str(args.cpus)], check=True, capture_output=True)
     seconds, busy = time.perf_counter() - start, machine_busy_seconds() - busy
     made = len(list(work.rglob("*.pose")))

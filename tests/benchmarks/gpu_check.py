@@ -3,6 +3,8 @@
     python tests/benchmarks/gpu_check.py                 # all parts; figures also under $OUT when it is set
     python tests/benchmarks/gpu_check.py --only embed,serve
     python tests/benchmarks/gpu_check.py --dry-run       # the commands, without running them
+    python tests/benchmarks/gpu_check.py --smoke         # every part at toy size on CPU: checks that each one
+                                                         # starts and ends (gpu_bundle.py --verify runs this)
 
 Parts, each a benchmark of this folder with its own time limit (a part that runs out is reported, the next
 one still runs):
@@ -31,12 +33,24 @@ from pathlib import Path
 HERE = Path(__file__).resolve().parent
 
 
-def parts(out: Path | None, cpus: int) -> dict[str, tuple[list[str], int]]:
+def parts(out: Path | None, cpus: int, smoke: bool = False) -> dict[str, tuple[list[str], int]]:
     """name -> (command, time limit in seconds); the limits add up to under 8 minutes."""
     def saved(name: str) -> list[str]:
         return ["--out", str(out / f"{name}.json")] if out else []
 
     py = sys.executable
+    if smoke:
+        return {
+            "train": ([py, str(HERE / "gpu_train_step.py"), "--device", "cpu", "--preset", "tiny", "--steps", "1",
+                       "--batch-size", "4", "--clips", "64"], 120),
+            "embed": ([py, str(HERE / "bench_embed_pipeline.py"), "--preset", "tiny", "--clips", "400",
+                       "--cpus", str(cpus), "--seconds", "1", "--split", *saved("embed")], 300),
+            "serve": ([py, str(HERE / "bench_serve.py"), "--clients", "4", "--seconds", "2", "--rounds", "1",
+                       "--mixes", "text", "pose",
+                       "--cpus", str(cpus), *saved("serve")], 300),
+            "extract": ([py, str(HERE / "bench_extract.py"), "--cpus", str(cpus), "--only", "bc", "--copies", "1"],
+                        300),
+        }
     return {
         "train": ([py, str(HERE / "gpu_train_step.py"), "--steps", "20"], 60),
         "embed": ([py, str(HERE / "bench_embed_pipeline.py"), "--preset", "e7.2", "--clips", "20000",
@@ -52,9 +66,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--only", help="comma-separated subset of train,embed,serve,extract")
     parser.add_argument("--cpus", type=int, default=os.cpu_count(), help="CPUs for the Ray jobs (default: all)")
     parser.add_argument("--dry-run", action="store_true", help="print the commands only")
+    parser.add_argument("--smoke", action="store_true", help="every part at toy size on CPU")
     args = parser.parse_args(argv)
     out = Path(os.environ["OUT"]) if os.environ.get("OUT") else None
-    plan = parts(out, args.cpus)
+    plan = parts(out, args.cpus, args.smoke)
     chosen = args.only.split(",") if args.only else list(plan)
     unknown = sorted(set(chosen) - set(plan))
     if unknown:
