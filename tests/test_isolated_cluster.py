@@ -86,13 +86,14 @@ def model(bucket, tmp_path_factory) -> dict:
     return {"url": f"{bucket}/models/tiny", "local": local}
 
 
-def submit_argv(cluster, job: str, *job_args: str) -> list[str]:
-    return [job, *job_args, "--address", cluster["dashboard"], "--working-dir", str(ROOT), "--env", "AWS_*"]
+def submit_argv(cluster, job: str, *job_args: str, env: tuple[str, ...] = ()) -> list[str]:
+    envs = [arg for spec in ("AWS_*", *env) for arg in ("--env", spec)]
+    return [job, *job_args, "--address", cluster["dashboard"], "--working-dir", str(ROOT), *envs]
 
 
-def run_job(cluster, job: str, *job_args: str) -> tuple[int, float]:
+def run_job(cluster, job: str, *job_args: str, env: tuple[str, ...] = ()) -> tuple[int, float]:
     started = time.monotonic()
-    return submit.main(submit_argv(cluster, job, *job_args)), time.monotonic() - started
+    return submit.main(submit_argv(cluster, job, *job_args, env=env)), time.monotonic() - started
 
 
 def job_id_of(client, job: str, job_args: list[str]) -> str:
@@ -206,7 +207,9 @@ def embedded(cluster, bucket, clips, model, extracted):
     storage.write_bytes_atomic(f"{bucket}/manifests/corpus.csv", pd.DataFrame(rows).to_csv(index=False).encode())
     job_args = ["--model", model["url"], "--input", f"{bucket}/manifests/corpus.csv", "--output", f"{bucket}/emb",
                 "--npy-dir", f"{bucket}/emb/npy", "--rows-per-block", "1", "--batch-size", "2", "--actors", "2"]
-    rc, seconds = run_job(cluster, "embed", *job_args)
+    # Ray Data hands blocks to the first actor that is up; on 2 loaded cores it can embed all six clips before
+    # the other node's actor has started, and this test is about every node fetching the model itself
+    rc, seconds = run_job(cluster, "embed", *job_args, env=("RAY_DATA_DEFAULT_WAIT_FOR_MIN_ACTORS_S=120",))
     return {"rc": rc, "job_args": job_args, "ids": [r["id"] for r in rows], "seconds": seconds}
 
 
