@@ -6,6 +6,9 @@
     python tests/benchmarks/gpu_check.py --smoke         # every part at toy size on CPU: checks that each one
                                                          # starts and ends (gpu_bundle.py --verify runs this)
 
+On the workplace's lent GPU machines, whose image lacks Ray and the rest of the stack, ``gpu_bundle.py`` packs what
+is missing and prints the two calls that run these parts there.
+
 Parts, each a benchmark of this folder with its own time limit (a part that runs out is reported, the next
 one still runs):
 
